@@ -1,0 +1,53 @@
+# `make test` and `make demo` set everything up on a fresh machine.
+# The CPU build of torch is installed first, pinned: an unpinned torch (or a
+# range, before torch is installed) makes pip fetch a multi-GB CUDA build.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_VERSION ?= 2.13.0
+# WITH_SCATTER=1 also builds the optional torch-scatter backend (7-8 min).
+WITH_SCATTER ?= 0
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: test demo install install-test install-examples scatter bench docs lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.torch: | $(BIN)/python
+	$(PIP) install torch==$(TORCH_VERSION)
+	touch $@
+
+# The test suite runs the examples and builds the docs, so it needs all three.
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.torch
+	$(PIP) install -e '.[test,examples,docs]'
+	touch $@
+
+$(VENV)/.installed-examples: pyproject.toml $(VENV)/.torch
+	$(PIP) install -e '.[examples]'
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.torch
+	$(PIP) install -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed-test
+
+scatter: $(VENV)/.torch
+	$(BIN)/python -c "import torch_scatter" 2>/dev/null || \
+		$(PIP) install --no-build-isolation 'torch-scatter>=2.1'
+
+ifeq ($(WITH_SCATTER),1)
+test: scatter
+endif
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: $(VENV)/.installed-examples
+	$(BIN)/python -m torch_geometric_deepsets.experiments digit_sum_text
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache docs/_build

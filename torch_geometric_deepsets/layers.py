@@ -1,0 +1,149 @@
+from typing import Any, Dict, Optional
+
+import torch
+from torch import Tensor
+from torch.nn import Linear
+
+from torch_geometric_deepsets.pool import (
+    AggrType,
+    broadcast,
+    check_sets,
+    check_x,
+    element_index,
+    pooled_channels,
+    resolve_aggr,
+)
+
+
+class PermutationEquivariantLayer(torch.nn.Module):
+    r"""The permutation-equivariant layer from the `"Deep Sets"
+    <https://arxiv.org/abs/1703.06114>`_ paper (Lemma 3 and its
+    multi-channel form, eq. 22):
+
+    .. math::
+        \mathbf{y}_i = \mathbf{x}_i \mathbf{\Lambda} + \mathbf{b}
+        - \left( \bigoplus_{j \in \mathcal{S}(i)} \mathbf{x}_j \right)
+        \mathbf{\Gamma},
+
+    where :math:`\mathcal{S}(i)` is the set holding element :math:`i` and
+    :math:`\bigoplus` a pooling operator. With :obj:`tied=True` it is the
+    weight-tied form of eq. 23,
+
+    .. math::
+        \mathbf{y}_i = \left( \mathbf{x}_i
+        - \bigoplus_{j \in \mathcal{S}(i)} \mathbf{x}_j \right)
+        \mathbf{\Lambda} + \mathbf{b}.
+
+    :math:`\mathbf{\Lambda}` (with the bias :math:`\mathbf{b}`) is the
+    :class:`~torch.nn.Linear` :obj:`lin`, :math:`\mathbf{\Gamma}` the bias-free
+    :class:`~torch.nn.Linear` :obj:`lin_pool` (:obj:`None` when tied). With
+    these weights the layer equals the authors' reference layers
+    :obj:`PermEqui2_max` / :obj:`PermEqui2_mean` (untied) and
+    :obj:`PermEqui1_max` / :obj:`PermEqui1_mean` (tied).
+
+    The pooled features are computed once per set, multiplied by
+    :math:`\mathbf{\Gamma}` (or :math:`\mathbf{\Lambda}`) at set level and only
+    then gathered back to the elements, so no :math:`N \times N` or padded
+    tensor is ever built.
+
+    Args:
+        in_channels (int): Size of each input element.
+        out_channels (int): Size of each output element.
+        aggr (str or Aggregation or list, optional): The pooling operator
+            :math:`\bigoplus`: :obj:`"sum"`, :obj:`"mean"`, :obj:`"max"`, any
+            aggregation PyG resolves, an instance, or a list (concatenated;
+            untied form only). (default: :obj:`"sum"`)
+        tied (bool, optional): Use the tied form of eq. 23.
+            (default: :obj:`False`)
+        bias (bool, optional): Learn the additive bias :math:`\mathbf{b}`.
+            (default: :obj:`True`)
+        aggr_kwargs (dict, optional): Arguments passed to the aggregation
+            when :obj:`aggr` is a string. (default: :obj:`None`)
+
+    Shapes:
+        - **input:** elements :math:`(N, F_{in})`, set ids :math:`(N)` or
+          boundaries :math:`(B + 1)`
+        - **output:** :math:`(N, F_{out})`
+    """
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        aggr: AggrType = 'sum',
+        tied: bool = False,
+        bias: bool = True,
+        aggr_kwargs: Optional[Dict[str, Any]] = None,
+    ) -> None:
+        super().__init__()
+        for name, value in (('in_channels', in_channels),
+                            ('out_channels', out_channels)):
+            if isinstance(value, bool) or not isinstance(value, int) \
+                    or value <= 0:
+                raise ValueError(f"'{name}' must be a positive int "
+                                 f"(got {value!r})")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.tied = tied
+        self.aggr_module = resolve_aggr(aggr, aggr_kwargs)
+
+        width = pooled_channels(self.aggr_module, in_channels)
+        if tied and width != in_channels:
+            raise ValueError(f"tied=True subtracts the pooled features from "
+                             f"the elements, so 'aggr' must keep the width "
+                             f"{in_channels} (got {width} from {aggr!r})")
+
+        self.lin = Linear(in_channels, out_channels, bias=bias)
+        self.lin_pool = None
+        if not tied:
+            self.lin_pool = Linear(width, out_channels, bias=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        r"""Resets all learnable parameters of the module."""
+        self.lin.reset_parameters()
+        if self.lin_pool is not None:
+            self.lin_pool.reset_parameters()
+        self.aggr_module.reset_parameters()
+
+    def forward(
+        self,
+        x: Tensor,
+        batch: Optional[Tensor] = None,
+        ptr: Optional[Tensor] = None,
+        dim_size: Optional[int] = None,
+    ) -> Tensor:
+        r"""Forward pass.
+
+        Args:
+            x (torch.Tensor): Element features :math:`(N, F_{in})`.
+            batch (torch.Tensor, optional): Set id of every element;
+                :obj:`None` (with :obj:`ptr=None`) means one set.
+                (default: :obj:`None`)
+            ptr (torch.Tensor, optional): Boundaries of sorted sets, an
+                alternative to :obj:`batch`. (default: :obj:`None`)
+            dim_size (int, optional): Number of sets. (default: :obj:`None`)
+        """
+        if not torch.jit.is_scripting():
+            check_x(x, channels=self.in_channels)
+            batch, ptr, dim_size = check_sets(x, batch, ptr, dim_size)
+        index = element_index(x, batch, ptr)
+        if dim_size is None:
+            dim_size = int(index.max()) + 1 if index.numel() > 0 else 1
+        return self.propagate(x, index, ptr, dim_size)
+
+    def propagate(self, x: Tensor, index: Tensor, ptr: Optional[Tensor],
+                  dim_size: int) -> Tensor:
+        r"""The layer without input checks, for callers that validated the
+        grouping already (:obj:`index` is the set id of every row)."""
+        pooled = self.aggr_module(x, index, ptr=ptr, dim_size=dim_size)
+        if self.lin_pool is None:
+            # (x - p) Λ + b = x Λ + b - p Λ: multiply the B pooled rows, not N.
+            pooled = torch.nn.functional.linear(pooled, self.lin.weight)
+        else:
+            pooled = self.lin_pool(pooled)
+        return self.lin(x) - broadcast(pooled, x, index, None)
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.in_channels}, '
+                f'{self.out_channels}, aggr={self.aggr_module}, '
+                f'tied={self.tied})')

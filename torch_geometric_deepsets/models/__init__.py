@@ -1,0 +1,5 @@
+from torch_geometric_deepsets.models.invariant import DeepSetsInvariant
+from torch_geometric_deepsets.models.equivariant import DeepSetsEquivariant
+from torch_geometric_deepsets.models.conditional import DeepSetsConditional
+
+__all__ = ['DeepSetsInvariant', 'DeepSetsEquivariant', 'DeepSetsConditional']

@@ -1,0 +1,128 @@
+from typing import Any, Dict, List, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from torch_geometric.nn.resolver import activation_resolver
+from torch_geometric_deepsets.layers import PermutationEquivariantLayer
+from torch_geometric_deepsets.pool import (
+    AggrType,
+    check_sets,
+    check_x,
+    element_index,
+    resolve_aggr,
+)
+
+
+class DeepSetsEquivariant(torch.nn.Module):
+    r"""A stack of :class:`~torch_geometric_deepsets.PermutationEquivariantLayer`
+    from the `"Deep Sets" <https://arxiv.org/abs/1703.06114>`_ paper, with an
+    activation :math:`\sigma` and dropout between the layers:
+
+    .. math::
+        \mathbf{H}^{(\ell+1)} = \sigma\left(
+        \mathrm{PermEqui}_\ell(\mathbf{H}^{(\ell)})\right),
+
+    giving one output row per element (a set-to-set map, :math:`f(\pi
+    \mathbf{X}) = \pi f(\mathbf{X})`) or, with :obj:`readout`, one row per set
+    (a permutation-invariant map, since pooling after equivariant layers is
+    invariant).
+
+    Args:
+        channels (List[int]): :obj:`[in, hidden..., out]`, at least two
+            entries; one layer per consecutive pair.
+        aggr (str or Aggregation or list, optional): The pooling inside each
+            layer. (default: :obj:`"sum"`)
+        tied (bool, optional): Use the tied form (eq. 23) in every layer.
+            (default: :obj:`False`)
+        act (str or torch.nn.Module, optional): Activation between layers.
+            (default: :obj:`"relu"`)
+        dropout (float, optional): Dropout probability between layers.
+            (default: :obj:`0.0`)
+        readout (str or Aggregation or list, optional): If given, the output
+            of the last layer is pooled with it to one row per set.
+            (default: :obj:`None`)
+        plain_last (bool, optional): If :obj:`False`, the activation and
+            dropout also follow the last layer (as in the paper's point-cloud
+            model, whose last equivariant layer is followed by tanh).
+            (default: :obj:`True`)
+        aggr_kwargs (dict, optional): Arguments of a string :obj:`aggr`.
+            (default: :obj:`None`)
+
+    Shapes:
+        - **input:** elements :math:`(N, F_{in})`, set ids :math:`(N)` or
+          boundaries :math:`(B + 1)`
+        - **output:** :math:`(N, F_{out})`, or :math:`(B, F_{out}')` with
+          :obj:`readout`
+    """
+    def __init__(
+        self,
+        channels: List[int],
+        aggr: AggrType = 'sum',
+        tied: bool = False,
+        act: Union[str, torch.nn.Module, None] = 'relu',
+        dropout: float = 0.0,
+        readout: AggrType = None,
+        plain_last: bool = True,
+        aggr_kwargs: Optional[Dict[str, Any]] = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(channels, (list, tuple)) or len(channels) < 2:
+            raise ValueError(f"'channels' must be a list [in, ..., out] of at "
+                             f"least two ints (got {channels!r})")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"'dropout' must lie in [0, 1) (got {dropout})")
+        self.channels = list(channels)
+        self.tied = tied
+        self.dropout = dropout
+        self.plain_last = plain_last
+        self.layers = torch.nn.ModuleList([
+            PermutationEquivariantLayer(c_in, c_out, aggr=aggr, tied=tied,
+                                        aggr_kwargs=aggr_kwargs)
+            for c_in, c_out in zip(self.channels[:-1], self.channels[1:])
+        ])
+        self.act = activation_resolver(act) if act is not None else None
+        self.readout = resolve_aggr(readout) if readout is not None else None
+
+    def reset_parameters(self) -> None:
+        r"""Resets all learnable parameters of the module."""
+        for layer in self.layers:
+            layer.reset_parameters()
+        if self.readout is not None:
+            self.readout.reset_parameters()
+
+    def forward(
+        self,
+        x: Tensor,
+        batch: Optional[Tensor] = None,
+        ptr: Optional[Tensor] = None,
+        dim_size: Optional[int] = None,
+    ) -> Tensor:
+        r"""Forward pass; arguments as in
+        :meth:`PermutationEquivariantLayer.forward`."""
+        if not torch.jit.is_scripting():
+            check_x(x, channels=self.channels[0])
+            batch, ptr, dim_size = check_sets(x, batch, ptr, dim_size)
+        # Validated once here; the layers then see a plain index vector.
+        index = element_index(x, batch, ptr)
+        if dim_size is None:
+            dim_size = int(index.max()) + 1 if index.numel() > 0 else 1
+
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            x = layer.propagate(x, index, ptr, dim_size)
+            if i < last or not self.plain_last:
+                if self.act is not None:
+                    x = self.act(x)
+                x = F.dropout(x, p=self.dropout, training=self.training)
+        if self.readout is not None:
+            x = self.readout(x, index, ptr=ptr, dim_size=dim_size)
+        return x
+
+    def __repr__(self) -> str:
+        readout = f', readout={self.readout}' if self.readout is not None \
+            else ''
+        return (f'{self.__class__.__name__}({self.channels}, '
+                f'aggr={self.layers[0].aggr_module}, tied={self.tied}'
+                f'{readout})')
