@@ -90,10 +90,13 @@ def permutation_error(
             (default: :obj:`None`)
     """
     check_x(x)
+    set_inputs = dict(set_inputs or {})
+    if dim_size is None and batch is not None and set_inputs:
+        # Trailing empty sets are only visible in the per-set inputs.
+        dim_size = next(iter(set_inputs.values())).size(0)
     batch, _, dim_size = check_sets(x, batch, None, dim_size)
     if batch is None:
         batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
-    set_inputs = dict(set_inputs or {})
     element_inputs = dict(element_inputs or {})
     for name, value in set_inputs.items():
         if value.size(0) != dim_size:

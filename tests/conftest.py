@@ -1,0 +1,46 @@
+import os
+
+import pytest
+import torch
+from hypothesis import HealthCheck, settings
+
+# CI (and FULL_TEST=1) runs the property tests with more examples.
+settings.register_profile(
+    'default', max_examples=25, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    'ci', max_examples=100, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile('ci' if os.environ.get('CI') or
+                      os.environ.get('FULL_TEST') else 'default')
+
+AGGRS = ['sum', 'mean', 'max']
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(12345)
+
+
+@pytest.fixture
+def toy():
+    r"""The canonical tiny batch: three sets of sizes 2, 3 and 1."""
+    x = torch.tensor([[1.0, -2.0], [3.0, 0.5], [-1.0, 4.0], [2.0, 2.0],
+                      [0.0, -3.0], [5.0, 1.0]])
+    index = torch.tensor([0, 0, 1, 1, 1, 2])
+    ptr = torch.tensor([0, 2, 5, 6])
+    return x, index, ptr
+
+
+def make_batch(sizes, channels, dtype=torch.float32, shuffle=False,
+               generator=None):
+    r"""Random elements for sets of the given sizes (zero allowed) and their
+    sorted batch vector (or a row-shuffled one)."""
+    sizes_t = torch.tensor(sizes, dtype=torch.long)
+    batch = torch.repeat_interleave(torch.arange(len(sizes)), sizes_t)
+    x = torch.randn(int(sizes_t.sum()), channels, dtype=dtype,
+                    generator=generator)
+    if shuffle and batch.numel() > 1:
+        perm = torch.randperm(batch.numel(), generator=generator)
+        x, batch = x[perm], batch[perm]
+    return x, batch

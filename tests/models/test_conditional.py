@@ -1,0 +1,176 @@
+import io
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from torch_geometric_deepsets import DeepSetsConditional
+from torch_geometric_deepsets.testing import assert_permutation_invariant
+
+from tests.conftest import AGGRS, make_batch
+from tests.strategies import set_sizes
+
+FUSIONS = ['concat', 'film', 'add']
+
+
+def reference(model, x, z, batch, num_sets):
+    r"""f(X | z) set by set, following the docstring's formulas."""
+    rows = []
+    for s in range(num_sets):
+        xs, zs = x[batch == s], z[s:s + 1].expand(int((batch == s).sum()), -1)
+        if model.fusion == 'concat':
+            h = model.phi(torch.cat([xs, zs], dim=-1))
+        elif model.fusion == 'add':
+            h = model.phi(xs + model.context_lin(zs))
+        else:
+            gamma, beta = model.film(zs).chunk(2, dim=-1)
+            lins = model.phi.lins
+            h = lins[0](xs) * (1 + gamma) + beta
+            for lin in lins[1:]:
+                h = lin(torch.relu(h))
+        reduce = type(model.aggr_module).__name__
+        if h.size(0) == 0:
+            p = torch.zeros(h.size(1))
+        elif reduce.startswith('Sum'):
+            p = h.sum(0)
+        elif reduce.startswith('Mean'):
+            p = h.mean(0)
+        else:
+            p = h.max(0).values
+        rows.append(torch.cat([p, z[s]]) if model.context_in_rho else p)
+    return model.rho(torch.stack(rows))
+
+
+@pytest.mark.parametrize('fusion', FUSIONS)
+@pytest.mark.parametrize('aggr', AGGRS)
+def test_formula(fusion, aggr):
+    model = DeepSetsConditional([3, 8, 8], [8, 8, 2], context_channels=4,
+                                fusion=fusion, aggr=aggr)
+    x, batch = make_batch([3, 0, 1, 5], 3, shuffle=True)
+    z = torch.randn(4, 4)
+    out = model(x, z, batch)
+    assert out.shape == (4, 2)
+    assert torch.allclose(out, reference(model, x, z, batch, 4), atol=1e-5)
+
+
+@pytest.mark.parametrize('fusion', FUSIONS)
+def test_index_equals_ptr(fusion):
+    model = DeepSetsConditional([3, 8, 8], [8, 2], context_channels=4,
+                                fusion=fusion)
+    x, batch = make_batch([3, 0, 1, 5], 3)
+    z = torch.randn(4, 4)
+    assert torch.allclose(model(x, z, batch),
+                          model(x, z, ptr=torch.tensor([0, 3, 3, 4, 9])),
+                          atol=1e-6)
+
+
+def test_context_changes_output_and_rho_without_context():
+    model = DeepSetsConditional([3, 8], [8, 2], context_channels=2,
+                                context_in_rho=False)
+    assert model.rho.in_channels == 8
+    x, batch = make_batch([3, 3], 3)
+    z = torch.randn(2, 2)
+    out = model(x, z, batch)
+    assert not torch.allclose(out, model(x, z + 1.0, batch))
+    assert torch.allclose(out, reference(model, x, z, batch, 2), atol=1e-6)
+
+
+@given(sizes=set_sizes, aggr=st.sampled_from(AGGRS),
+       fusion=st.sampled_from(FUSIONS), seed=st.integers(0, 999))
+def test_invariance_property(sizes, aggr, fusion, seed):
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    x, batch = make_batch(sizes, 3, generator=gen)
+    z = torch.randn(len(sizes), 2, generator=gen)
+    model = DeepSetsConditional([3, 8, 8], [8, 2], context_channels=2,
+                                fusion=fusion, aggr=aggr)
+    assert_permutation_invariant(model, x, batch, set_inputs={'context': z},
+                                 generator=gen)
+    out = model(x, z, batch)
+    for s in range(len(sizes)):
+        assert torch.allclose(out[s:s + 1], model(x[batch == s], z[s:s + 1]),
+                              atol=1e-5)
+
+
+def test_gradients_reach_context_and_elements():
+    model = DeepSetsConditional([3, 8, 8], [8, 2], context_channels=2,
+                                fusion='film', aggr='max')
+    x, batch = make_batch([2, 0, 3], 3)
+    z = torch.randn(3, 2, requires_grad=True)
+    x.requires_grad_()
+    model(x, z, batch).sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    assert torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
+
+
+def test_custom_modules():
+    phi = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.ReLU())
+    rho = torch.nn.Linear(10, 1)
+    model = DeepSetsConditional(phi, rho, context_channels=2)
+    x, batch = make_batch([2, 3], 3)
+    assert model(x, torch.randn(2, 2), batch).shape == (2, 1)
+    with pytest.raises(ValueError, match="fusion='film' .* channel list"):
+        DeepSetsConditional(phi, rho, context_channels=2, fusion='film')
+    with pytest.raises(ValueError, match="fusion='add' .* unknown"):
+        DeepSetsConditional(torch.nn.ReLU(), rho, context_channels=2,
+                            fusion='add')
+
+
+def test_repr_reset_state_dict_and_jit():
+    model = DeepSetsConditional([3, 8], [8, 2], context_channels=4,
+                                fusion='film')
+    assert str(model) == (
+        "DeepSetsConditional(phi=MLP(3, 8), rho=MLP(12, 2), "
+        "context_channels=4, fusion='film', context_in_rho=True, "
+        "aggr=SumAggregation())")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(1.0)
+    model.reset_parameters()
+    assert all(not torch.all(p == 1.0) for p in model.parameters())
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    buffer.seek(0)
+    other = DeepSetsConditional([3, 8], [8, 2], context_channels=4,
+                                fusion='film')
+    other.load_state_dict(torch.load(buffer, weights_only=True))
+    x, batch = make_batch([2, 3], 3)
+    z = torch.randn(2, 4)
+    assert torch.equal(model(x, z, batch), other(x, z, batch))
+
+    for fusion in ('concat', 'add'):
+        eager = DeepSetsConditional([3, 8, 8], [8, 2], context_channels=4,
+                                    fusion=fusion)
+        scripted = torch.jit.script(eager)
+        assert torch.allclose(scripted(x, z, batch), eager(x, z, batch),
+                              atol=1e-6)
+    scripted = torch.jit.script(model)
+    with pytest.raises(Exception, match='not supported under TorchScript'):
+        scripted(x, z, batch)
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="Unknown 'fusion' 'mul'; valid "
+                       "options are 'concat', 'film', 'add'"):
+        DeepSetsConditional([3, 8], [8, 2], context_channels=2, fusion='mul')
+    with pytest.raises(ValueError, match="'context_channels' must be"):
+        DeepSetsConditional([3, 8], [8, 2], context_channels=0)
+    with pytest.raises(ValueError, match="'rho' takes 9 input channels but "
+                       "gets 8 pooled \\+ 2 context"):
+        DeepSetsConditional([3, 8], torch.nn.Linear(9, 1),
+                            context_channels=2)
+    model = DeepSetsConditional([3, 8], [8, 2], context_channels=2)
+    x, batch = make_batch([2, 3], 3)
+    with pytest.raises(ValueError, match="'context' has 3 rows but the batch "
+                       "holds 2 sets"):
+        model(x, torch.randn(3, 2), batch, dim_size=2)
+    with pytest.raises(ValueError, match="'context' has 3 features per "
+                       "element but the model expects 2"):
+        model(x, torch.randn(2, 3), batch)
+    with pytest.raises(ValueError, match="'x' has 3 features per element but "
+                       "the model expects 4"):
+        DeepSetsConditional([4, 8], [8, 2], context_channels=2)(
+            x, torch.randn(2, 2), batch)
+    with pytest.raises(ValueError, match=r"ids in \[0, 1\] but 'dim_size' is 1"):
+        model(x, torch.randn(1, 2), batch)

@@ -1,0 +1,125 @@
+import io
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from torch_geometric_deepsets import (
+    DeepSetsEquivariant,
+    PermutationEquivariantLayer,
+)
+from torch_geometric_deepsets.testing import (
+    assert_permutation_equivariant,
+    assert_permutation_invariant,
+)
+
+from tests.conftest import AGGRS, make_batch
+from tests.strategies import set_sizes
+
+
+@pytest.mark.parametrize('aggr', AGGRS)
+@pytest.mark.parametrize('tied', [False, True])
+def test_stack_equals_layers_by_hand(aggr, tied):
+    model = DeepSetsEquivariant([3, 8, 8, 2], aggr=aggr, tied=tied,
+                                act='tanh')
+    x, batch = make_batch([3, 0, 2, 4], 3, shuffle=True)
+    h = x
+    for i, layer in enumerate(model.layers):
+        h = layer(h, batch, dim_size=4)
+        if i < 2:
+            h = torch.tanh(h)
+    assert torch.allclose(model(x, batch, dim_size=4), h, atol=1e-6)
+
+    readout = DeepSetsEquivariant([3, 8, 2], aggr=aggr, tied=tied,
+                                  readout='max', plain_last=False)
+    h = torch.relu(readout.layers[1](torch.relu(readout.layers[0](
+        x, batch, dim_size=4)), batch, dim_size=4))
+    expected = torch.stack([
+        h[batch == s].max(0).values if (batch == s).any() else
+        torch.zeros(2) for s in range(4)
+    ])
+    assert torch.allclose(readout(x, batch, dim_size=4), expected, atol=1e-6)
+
+
+@given(sizes=set_sizes, aggr=st.sampled_from(AGGRS), tied=st.booleans(),
+       seed=st.integers(0, 999))
+def test_equivariance_and_invariance_property(sizes, aggr, tied, seed):
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    x, batch = make_batch(sizes, 3, generator=gen)
+    model = DeepSetsEquivariant([3, 8, 2], aggr=aggr, tied=tied)
+    assert_permutation_equivariant(model, x, batch, dim_size=len(sizes),
+                                   generator=gen)
+    pooled = DeepSetsEquivariant([3, 8, 2], aggr=aggr, tied=tied,
+                                 readout='sum')
+    assert_permutation_invariant(pooled, x, batch, dim_size=len(sizes),
+                                 generator=gen)
+    out = pooled(x, batch, dim_size=len(sizes))
+    for s in range(len(sizes)):
+        assert torch.allclose(out[s:s + 1], pooled(x[batch == s]), atol=1e-5)
+
+
+@pytest.mark.parametrize('aggr', AGGRS)
+def test_index_equals_ptr_and_gradients(aggr):
+    model = DeepSetsEquivariant([3, 8, 2], aggr=aggr, readout='mean')
+    x, batch = make_batch([3, 0, 2], 3)
+    x.requires_grad_()
+    out = model(x, batch, dim_size=3)
+    assert torch.allclose(out, model(x, ptr=torch.tensor([0, 3, 3, 5])),
+                          atol=1e-6)
+    assert torch.equal(out[1], torch.zeros(2))
+    out.sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_dropout_between_layers_only_in_training():
+    model = DeepSetsEquivariant([3, 64, 2], dropout=0.5)
+    x, batch = make_batch([20, 20], 3)
+    model.eval()
+    assert torch.equal(model(x, batch), model(x, batch))
+    model.train()
+    assert not torch.equal(model(x, batch), model(x, batch))
+
+
+def test_repr_reset_state_dict_and_jit():
+    model = DeepSetsEquivariant([3, 8, 2], aggr='max', tied=True,
+                                readout='sum')
+    assert str(model) == ('DeepSetsEquivariant([3, 8, 2], '
+                          'aggr=MaxAggregation(), tied=True, '
+                          'readout=SumAggregation())')
+    assert str(DeepSetsEquivariant([3, 2])) == (
+        'DeepSetsEquivariant([3, 2], aggr=SumAggregation(), tied=False)')
+    assert all(isinstance(m, PermutationEquivariantLayer)
+               for m in model.layers)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(1.0)
+    model.reset_parameters()
+    assert all(not torch.all(p == 1.0) for p in model.parameters())
+
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    buffer.seek(0)
+    other = DeepSetsEquivariant([3, 8, 2], aggr='max', tied=True,
+                                readout='sum')
+    other.load_state_dict(torch.load(buffer, weights_only=True))
+    x, batch = make_batch([2, 3], 3)
+    assert torch.equal(model(x, batch), other(x, batch))
+
+    scripted = torch.jit.script(model)
+    assert torch.allclose(scripted(x, batch), model(x, batch), atol=1e-6)
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="'channels' must be a list"):
+        DeepSetsEquivariant([3])
+    with pytest.raises(ValueError, match="'dropout' must lie in"):
+        DeepSetsEquivariant([3, 2], dropout=1.5)
+    with pytest.raises(ValueError, match="Unknown 'aggr'"):
+        DeepSetsEquivariant([3, 2], readout='maxx')
+    model = DeepSetsEquivariant([3, 2])
+    with pytest.raises(ValueError, match="'x' has 4 features"):
+        model(torch.randn(2, 4))
+    with pytest.raises(ValueError, match="'batch' has 1 entries but 'x' has 2"):
+        model(torch.randn(2, 3), torch.tensor([0]))

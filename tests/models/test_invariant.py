@@ -1,0 +1,222 @@
+import io
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from torch_geometric.nn import MLP, SAGEConv
+from torch_geometric.nn.aggr import DeepSetsAggregation
+from torch_geometric_deepsets import DeepSetsInvariant
+from torch_geometric_deepsets.testing import assert_permutation_invariant
+
+from tests.conftest import AGGRS, make_batch
+from tests.strategies import set_sizes
+
+
+def reference(model, x, batch, num_sets, reduce):
+    r"""Theorem 2 by hand: rho(pool_s phi(x)), set by set, in a loop."""
+    h = model.phi(x)
+    rows = []
+    for s in range(num_sets):
+        hs = h[batch == s]
+        if hs.size(0) == 0:
+            rows.append(torch.zeros(h.size(1)))
+        elif reduce == 'sum':
+            rows.append(hs.sum(0))
+        elif reduce == 'mean':
+            rows.append(hs.mean(0))
+        else:
+            rows.append(hs.max(0).values)
+    return model.rho(torch.stack(rows))
+
+
+@pytest.mark.parametrize('aggr', AGGRS)
+def test_theorem2_decomposition(aggr):
+    model = DeepSetsInvariant([3, 16, 8], [8, 16, 2], aggr=aggr)
+    x, batch = make_batch([4, 0, 1, 6], 3, shuffle=True)
+    out = model(x, batch, dim_size=4)
+    assert out.shape == (4, 2)
+    assert torch.allclose(out, reference(model, x, batch, 4, aggr),
+                          atol=1e-5)
+    # The empty set's output is rho(0).
+    assert torch.allclose(out[1], model.rho(torch.zeros(1, 8))[0], atol=1e-6)
+
+
+def test_hand_computed_sum_model(toy):
+    x, index, _ = toy
+    phi = torch.nn.Linear(2, 1)
+    rho = torch.nn.Linear(1, 1)
+    with torch.no_grad():
+        phi.weight.copy_(torch.tensor([[1.0, 1.0]]))
+        phi.bias.fill_(1.0)
+        rho.weight.fill_(2.0)
+        rho.bias.fill_(-1.0)
+    model = DeepSetsInvariant(phi, rho)
+    # Set sums of (x1 + x2 + 1): 4.5, 7.0, 7.0 -> times 2 minus 1.
+    assert torch.allclose(model(x, index), torch.tensor([[8.0], [13.0],
+                                                         [13.0]]))
+
+
+@pytest.mark.parametrize('aggr', ['sum', 'mean'])
+def test_fused_path_equals_unfused(aggr):
+    model = DeepSetsInvariant([3, 32, 32, 16], [16, 8, 1], aggr=aggr,
+                              dropout=0.2)
+    assert model._fuse
+    x, batch = make_batch([5, 0, 1, 30, 2], 3, dtype=torch.float64)
+    model = model.double().eval()
+    fused = model(x, batch, dim_size=5)
+    assert torch.allclose(fused, reference(model, x, batch, 5, aggr),
+                          atol=1e-12)
+    model._fuse = False
+    assert torch.allclose(fused, model(x, batch, dim_size=5), atol=1e-12)
+    # Gradients agree too (the bias gets n_s, or [n_s > 0] for the mean).
+    grads = []
+    for fuse in (True, False):
+        model._fuse = fuse
+        model.zero_grad()
+        model(x, batch, dim_size=5).sum().backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-10)
+
+
+def test_no_fusion_for_max_or_custom_phi():
+    assert not DeepSetsInvariant([3, 8], [8, 1], aggr='max')._fuse
+    phi = torch.nn.Sequential(torch.nn.Linear(3, 8))
+    assert not DeepSetsInvariant(phi, [8, 1])._fuse
+    assert not DeepSetsInvariant(MLP([3, 8, 8], plain_last=False), [8, 1])._fuse
+
+
+@given(sizes=set_sizes, aggr=st.sampled_from(AGGRS), seed=st.integers(0, 999))
+def test_invariance_property(sizes, aggr, seed):
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    x, batch = make_batch(sizes, 3, generator=gen)
+    model = DeepSetsInvariant([3, 8, 8], [8, 8, 2], aggr=aggr)
+    assert_permutation_invariant(model, x, batch, dim_size=len(sizes),
+                                 generator=gen)
+    out = model(x, batch, dim_size=len(sizes))
+    for s in range(len(sizes)):  # independent of the other sets
+        assert torch.allclose(out[s:s + 1], model(x[batch == s]), atol=1e-5)
+
+
+@pytest.mark.parametrize('aggr', AGGRS)
+def test_index_equals_ptr_and_gradients(aggr):
+    model = DeepSetsInvariant([3, 8, 8], [8, 4], aggr=aggr)
+    x, batch = make_batch([3, 0, 2, 1], 3)
+    x.requires_grad_()
+    out = model(x, batch, dim_size=4)
+    assert torch.allclose(out, model(x, ptr=torch.tensor([0, 3, 3, 5, 6])),
+                          atol=1e-6)
+    out.sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_single_set_and_empty_input():
+    model = DeepSetsInvariant([3, 8], [8, 2])
+    x = torch.randn(5, 3)
+    assert torch.allclose(model(x), model(x, torch.zeros(5, dtype=torch.long)))
+    empty = model(x[:0])
+    assert empty.shape == (1, 2)
+    assert torch.allclose(empty, model.rho(torch.zeros(1, 8)))
+
+
+def test_graph_norm_gets_batch_of_its_own_rows():
+    model = DeepSetsInvariant([3, 16, 8], [8, 16, 2], norm='graph_norm')
+    x, batch = make_batch([4, 3, 5], 3)
+    out = model(x, batch)
+    expected = model.rho(model.aggr_module(
+        model.phi(x, batch, 3), batch, dim_size=3))
+    assert torch.allclose(out, expected, atol=1e-5)
+    # PyG's DeepSetsAggregation hands rho the element-level batch and fails.
+    pyg = DeepSetsAggregation(model.phi, model.rho)
+    with pytest.raises((RuntimeError, IndexError, ValueError)):
+        pyg(x, batch, dim_size=3)
+
+
+def test_channel_lists_build_mlps_without_norm():
+    model = DeepSetsInvariant([3, 8, 8], [8, 2])
+    assert all(isinstance(n, torch.nn.Identity) for n in model.phi.norms)
+    # In training mode a set's output still ignores the rest of the batch.
+    model.train()
+    x, batch = make_batch([3, 4], 3)
+    assert torch.allclose(model(x, batch)[:1], model(x[batch == 0]),
+                          atol=1e-6)
+
+
+def test_as_aggr_in_sage_conv():
+    aggr = DeepSetsInvariant([4, 8, 8], [8, 4])
+    conv = SAGEConv(4, 6, aggr=aggr)
+    x = torch.randn(5, 4)
+    edge_index = torch.tensor([[1, 2, 3, 4, 0, 4], [0, 0, 1, 1, 2, 3]])
+    out = conv(x, edge_index)
+    assert out.shape == (5, 6)
+    # Node 4 has no incoming edges: its aggregate is rho(0).
+    messages = aggr(x[edge_index[0]], edge_index[1], dim_size=5)
+    expected = conv.lin_l(messages) + conv.lin_r(x)
+    assert torch.allclose(out, expected, atol=1e-6)
+    assert torch.allclose(messages[4], aggr.rho(torch.zeros(1, 8))[0],
+                          atol=1e-6)
+
+
+def test_repr_reset_and_state_dict():
+    model = DeepSetsInvariant([3, 8], [8, 2], aggr='max')
+    assert str(model) == ('DeepSetsInvariant(phi=MLP(3, 8), rho=MLP(8, 2), '
+                          'aggr=MaxAggregation())')
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(1.0)
+    model.reset_parameters()
+    assert all(not torch.all(p == 1.0) for p in model.parameters())
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    buffer.seek(0)
+    other = DeepSetsInvariant([3, 8], [8, 2], aggr='max')
+    other.load_state_dict(torch.load(buffer, weights_only=True))
+    x, batch = make_batch([2, 3], 3)
+    assert torch.equal(model(x, batch), other(x, batch))
+
+
+@pytest.mark.parametrize('aggr', ['sum', 'max'])
+def test_jit_script(aggr):
+    model = DeepSetsInvariant([3, 8, 8], [8, 2], aggr=aggr)
+    scripted = torch.jit.script(model)
+    x, batch = make_batch([2, 3, 1], 3)
+    assert torch.allclose(scripted(x, batch), model(x, batch), atol=1e-6)
+
+
+def test_torch_compile():
+    model = DeepSetsInvariant([3, 8, 8], [8, 2])
+    compiled = torch.compile(model, dynamic=True)
+    x, batch = make_batch([2, 3, 1], 3)
+    assert torch.allclose(compiled(x, batch, dim_size=3),
+                          model(x, batch, dim_size=3), atol=1e-5)
+    x, batch = make_batch([4, 1, 1, 2], 3)
+    assert torch.allclose(compiled(x, batch, dim_size=4),
+                          model(x, batch, dim_size=4), atol=1e-5)
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="'rho' takes 4 input channels but "
+                       "'phi' pooled with SumAggregation\\(\\) gives 8"):
+        DeepSetsInvariant([3, 8], [4, 2])
+    with pytest.raises(ValueError, match="'phi' as a channel list"):
+        DeepSetsInvariant([3], [3, 2])
+    with pytest.raises(TypeError, match="'rho' must be a list of channels"):
+        DeepSetsInvariant([3, 8], 'mlp')
+    with pytest.raises(ValueError, match="Unknown 'aggr' 'summ'"):
+        DeepSetsInvariant([3, 8], [8, 2], aggr='summ')
+    model = DeepSetsInvariant([3, 8], [8, 2])
+    with pytest.raises(ValueError, match="'x' has 5 features per element but "
+                       "the model expects 3"):
+        model(torch.randn(4, 5))
+    with pytest.raises(ValueError, match="'index' has 3 entries but 'x' has 4"):
+        model(torch.randn(4, 3), torch.tensor([0, 0, 1]))
+    with pytest.raises(TypeError, match="'index' must be an integer tensor"):
+        model(torch.randn(4, 3), torch.tensor([0.0, 0.0, 1.0, 1.0]))
+    with pytest.raises(ValueError, match=r"ids in \[0, 2\] but 'dim_size' is 2"):
+        model(torch.randn(4, 3), torch.tensor([0, 0, 1, 2]), dim_size=2)
+    with pytest.raises(ValueError, match="'dim' must be -2 or 0"):
+        model(torch.randn(4, 3), dim=1)

@@ -1,0 +1,64 @@
+import pytest
+import torch
+from torch_geometric.data import Batch, Data
+
+from torch_geometric_deepsets import DeepSetsInvariant, from_dense, to_dense
+
+
+def test_from_dense_and_back():
+    dense = torch.arange(2 * 3 * 2, dtype=torch.float).view(2, 3, 2)
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    x, batch = from_dense(dense, mask)
+    assert torch.equal(x, torch.tensor([[0.0, 1.0], [2.0, 3.0], [6.0, 7.0]]))
+    assert torch.equal(batch, torch.tensor([0, 0, 1]))
+    back, back_mask = to_dense(x, batch)
+    assert torch.equal(back_mask, mask[:, :2])
+    assert torch.equal(back[back_mask], x)
+    assert torch.equal(back[~back_mask], torch.zeros(1, 2))
+
+    x_all, batch_all = from_dense(dense)
+    assert torch.equal(batch_all, torch.tensor([0, 0, 0, 1, 1, 1]))
+
+
+def test_to_dense_unsorted_empty_sets_and_max_size():
+    x = torch.tensor([[1.0], [2.0], [3.0], [4.0]])
+    batch = torch.tensor([2, 0, 2, 0])
+    dense, mask = to_dense(x, batch, dim_size=4, max_size=3, fill_value=-1)
+    assert dense.shape == (4, 3, 1)
+    assert torch.equal(dense[0, :2, 0], torch.tensor([2.0, 4.0]))
+    assert torch.equal(dense[2, :2, 0], torch.tensor([1.0, 3.0]))
+    assert not mask[1].any() and not mask[3].any()
+    assert torch.equal(dense[1, :, 0], torch.full((3, ), -1.0))
+    with pytest.raises(ValueError, match="'max_size' is 1 but a set holds 2"):
+        to_dense(x, batch, max_size=1)
+
+
+def test_masked_model_matches_on_dense_data():
+    dense = torch.randn(3, 5, 2)
+    mask = torch.rand(3, 5) > 0.4
+    mask[2] = False  # an empty set
+    model = DeepSetsInvariant([2, 8], [8, 1], aggr='sum')
+    x, batch = from_dense(dense, mask)
+    out = model(x, batch, dim_size=3)
+    h = model.phi(dense) * mask.unsqueeze(-1)
+    assert torch.allclose(out, model.rho(h.sum(1)), atol=1e-5)
+
+
+def test_pyg_batch_of_edgeless_graphs():
+    sets = [Data(x=torch.randn(n, 3)) for n in (4, 1, 7)]
+    data = Batch.from_data_list(sets)
+    model = DeepSetsInvariant([3, 8], [8, 2])
+    out = model(data.x, data.batch)
+    assert out.shape == (3, 2)
+    assert torch.allclose(out, model(data.x, ptr=data.ptr), atol=1e-6)
+    assert torch.allclose(out[1:2], model(sets[1].x), atol=1e-6)
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match=r"padded tensor \[B, M, F\]"):
+        from_dense(torch.randn(3, 2))
+    with pytest.raises(TypeError, match="'mask' must be a bool tensor"):
+        from_dense(torch.randn(2, 3, 1), torch.ones(2, 3))
+    with pytest.raises(ValueError, match=r"'mask' has shape \(2, 2\) but 'x' "
+                       "holds 2 sets of 3 slots"):
+        from_dense(torch.randn(2, 3, 1), torch.ones(2, 2, dtype=torch.bool))
