@@ -6,6 +6,7 @@ from torch.nn import Linear
 
 from torch_geometric_deepsets.pool import (
     AggrType,
+    apply_aggr,
     broadcast,
     check_sets,
     check_x,
@@ -135,7 +136,10 @@ class PermutationEquivariantLayer(torch.nn.Module):
                   dim_size: int) -> Tensor:
         r"""The layer without input checks, for callers that validated the
         grouping already (:obj:`index` is the set id of every row)."""
-        pooled = self.aggr_module(x, index, ptr=ptr, dim_size=dim_size)
+        if torch.jit.is_scripting():
+            pooled = self.aggr_module(x, index, ptr=ptr, dim_size=dim_size)
+        else:
+            pooled = apply_aggr(self.aggr_module, x, index, ptr, dim_size)
         if self.lin_pool is None:
             # (x - p) Λ + b = x Λ + b - p Λ: multiply the B pooled rows, not N.
             pooled = torch.nn.functional.linear(pooled, self.lin.weight)

@@ -15,8 +15,15 @@ from torch import Tensor
 
 import torch_geometric
 from torch_geometric.index import ptr2index
-from torch_geometric.nn.aggr import Aggregation, MultiAggregation
+from torch_geometric.nn.aggr import (
+    Aggregation,
+    MaxAggregation,
+    MeanAggregation,
+    MultiAggregation,
+    SumAggregation,
+)
 from torch_geometric.nn.resolver import aggregation_resolver
+from torch_geometric_deepsets._kernels import segment_pool
 
 AggrType = Union[str, List[str], Aggregation, List[Aggregation], None]
 
@@ -194,6 +201,25 @@ def pooled_channels(aggr: Aggregation, in_channels: int) -> int:
     return in_channels
 
 
+_SEGMENT_REDUCE = {
+    SumAggregation: 'sum',
+    MeanAggregation: 'mean',
+    MaxAggregation: 'max',
+}
+
+
+def apply_aggr(aggr: Aggregation, x: Tensor, index: Tensor,
+               ptr: Optional[Tensor], dim_size: int) -> Tensor:
+    r"""Runs :obj:`aggr` on validated input. PyG's sum, mean and max go
+    through :func:`~torch_geometric_deepsets._kernels.segment_pool` (same
+    values, much faster on the CPU, see there); every other aggregation, and
+    any aggregation inside :func:`torch.compile`, runs as PyG defines it."""
+    reduce = _SEGMENT_REDUCE.get(type(aggr))
+    if reduce is None or torch.compiler.is_compiling() or x.dim() != 2:
+        return aggr(x, index, ptr=ptr, dim_size=dim_size)
+    return segment_pool(x, index, ptr, dim_size, reduce)
+
+
 def pool(
     x: Tensor,
     batch: Optional[Tensor] = None,
@@ -227,9 +253,7 @@ def pool(
     check_x(x)
     batch, ptr, dim_size = check_sets(x, batch, ptr, dim_size)
     module = aggr if isinstance(aggr, Aggregation) else resolve_aggr(aggr)
-    if batch is None and ptr is None:
-        batch = element_index(x, None, None)
-    return module(x, batch, ptr=ptr, dim_size=dim_size)
+    return apply_aggr(module, x, element_index(x, batch, ptr), ptr, dim_size)
 
 
 def broadcast(pooled: Tensor, x: Tensor, batch: Optional[Tensor],

@@ -3,3 +3,6 @@ from torch_geometric_deepsets.models.equivariant import DeepSetsEquivariant
 from torch_geometric_deepsets.models.conditional import DeepSetsConditional
 
 __all__ = ['DeepSetsInvariant', 'DeepSetsEquivariant', 'DeepSetsConditional']
+from torch_geometric_deepsets.models.pointcloud import DeepSetsPointCloud
+
+__all__ += ['DeepSetsPointCloud']

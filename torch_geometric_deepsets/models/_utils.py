@@ -7,7 +7,7 @@ from torch import Tensor
 from torch_geometric.nn import MLP
 from torch_geometric.nn.dense.linear import Linear as PygLinear
 from torch_geometric.nn.aggr import Aggregation, MeanAggregation, SumAggregation
-from torch_geometric_deepsets.pool import set_sizes
+from torch_geometric_deepsets.pool import apply_aggr, set_sizes
 
 ModuleSpec = Union[Sequence[int], torch.nn.Module]
 
@@ -115,15 +115,15 @@ def phi_pool(phi: torch.nn.Module, aggr: Aggregation, fuse: bool, x: Tensor,
     that layer.
     """
     if not isinstance(phi, MLP):
-        return aggr(phi(x), index, ptr=ptr, dim_size=dim_size)
+        return apply_aggr(aggr, phi(x), index, ptr, dim_size)
     last = phi.lins[-1]
     fused = (fuse and not (phi.training and phi.dropout[-1] > 0)
              and not (len(phi.lins) == 1 and scale is not None))
     if not fused:
         h = run_mlp(phi, x, index, dim_size, scale, shift)
-        return aggr(h, index, ptr=ptr, dim_size=dim_size)
+        return apply_aggr(aggr, h, index, ptr, dim_size)
     h = run_mlp(phi, x, index, dim_size, scale, shift, skip_last=True)
-    out = F.linear(aggr(h, index, ptr=ptr, dim_size=dim_size), last.weight)
+    out = F.linear(apply_aggr(aggr, h, index, ptr, dim_size), last.weight)
     if last.bias is not None:
         count = set_sizes(x, index, ptr, dim_size)
         if isinstance(aggr, MeanAggregation):

@@ -8,6 +8,7 @@ from torch_geometric.nn.resolver import activation_resolver
 from torch_geometric_deepsets.layers import PermutationEquivariantLayer
 from torch_geometric_deepsets.pool import (
     AggrType,
+    apply_aggr,
     check_sets,
     check_x,
     element_index,
@@ -117,7 +118,10 @@ class DeepSetsEquivariant(torch.nn.Module):
                     x = self.act(x)
                 x = F.dropout(x, p=self.dropout, training=self.training)
         if self.readout is not None:
-            x = self.readout(x, index, ptr=ptr, dim_size=dim_size)
+            if torch.jit.is_scripting():
+                x = self.readout(x, index, ptr=ptr, dim_size=dim_size)
+            else:
+                x = apply_aggr(self.readout, x, index, ptr, dim_size)
         return x
 
     def __repr__(self) -> str:

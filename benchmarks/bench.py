@@ -1,0 +1,388 @@
+r"""Benchmark suite: Deep Sets on ragged batches vs a padded + mask model and
+vs PyG's own building blocks, on the same data and widths in one run.
+
+    python benchmarks/bench.py            # full suite (a few minutes, CPU)
+    python benchmarks/bench.py --quick    # tiny sizes, seconds (CI smoke)
+    python benchmarks/bench.py --device cuda --json out.json
+
+Sections: (1) training step (forward + backward) for each pooling and set-size
+distribution: time, elements/s, peak memory, ratio to ours, and the pure-GEMM
+time of the step's matrix products; (2) pooling forward + backward vs the
+memory-traffic bound and vs torch_scatter; (3) the equivariant layer vs a
+Linear of the same shape. Times are medians over repeats; compare ratios
+within one run, not absolute numbers across runs.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from datetime import date
+from typing import Callable, Dict, List
+
+import torch
+import torch.nn.functional as F
+
+import torch_geometric
+from torch_geometric.nn import MLP
+from torch_geometric.nn.aggr import DeepSetsAggregation
+from torch_geometric.utils import scatter
+from torch_geometric_deepsets import (
+    DeepSetsInvariant,
+    PermutationEquivariantLayer,
+    to_dense,
+)
+from torch_geometric_deepsets._kernels import segment_pool, use_torch_scatter
+
+PHI = [3, 128, 128, 128]
+RHO = [128, 128, 1]
+
+
+# Data ########################################################################
+
+def set_sizes(dist: str, num_sets: int, mean: int,
+              gen: torch.Generator) -> torch.Tensor:
+    if dist == 'constant':
+        return torch.full((num_sets, ), mean, dtype=torch.long)
+    if dist == 'uniform':
+        return torch.randint(1, 2 * mean, (num_sets, ), generator=gen)
+    if dist == 'heavy':  # exponential; the largest set is >= 5x the mean
+        sizes = torch.empty(num_sets).exponential_(1.0 / mean, generator=gen)
+        sizes = sizes.long().clamp(min=1)
+        sizes[0] = max(int(sizes.max()), 6 * mean)
+        return sizes
+    raise ValueError(f"unknown distribution '{dist}'")
+
+
+def make_data(dist: str, num_sets: int, mean: int, device: str, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    sizes = set_sizes(dist, num_sets, mean, gen)
+    batch = torch.repeat_interleave(torch.arange(num_sets), sizes)
+    x = torch.randn(batch.numel(), PHI[0], generator=gen)
+    y = torch.randn(num_sets, RHO[-1], generator=gen)
+    return x.to(device), batch.to(device), y.to(device), sizes
+
+
+# Implementations under test ##################################################
+
+class PaddedDeepSets(torch.nn.Module):
+    r"""The common padded approach: [B, M, F] with a mask, pooled over M."""
+    def __init__(self, aggr: str):
+        super().__init__()
+        self.phi = MLP(PHI, norm=None)
+        self.rho = MLP(RHO, norm=None)
+        self.aggr = aggr
+
+    def forward(self, dense: torch.Tensor, mask: torch.Tensor):
+        h = self.phi(dense)  # [B, M, F]: every padded slot is computed
+        m = mask.unsqueeze(-1)
+        if self.aggr == 'sum':
+            p = (h * m).sum(1)
+        elif self.aggr == 'mean':
+            p = (h * m).sum(1) / m.sum(1).clamp(min=1)
+        else:
+            p = h.masked_fill(~m, float('-inf')).max(1).values
+            p = torch.where(torch.isinf(p), 0.0, p)
+        return self.rho(p)
+
+
+class PyGDeepSets(torch.nn.Module):
+    r"""PyG's building blocks: DeepSetsAggregation for the sum, and the MLPs
+    around PyG's own reduction (Aggregation.reduce / global_*_pool) for mean
+    and max."""
+    def __init__(self, aggr: str):
+        super().__init__()
+        self.phi = MLP(PHI, norm=None)
+        self.rho = MLP(RHO, norm=None)
+        self.aggr = aggr
+        self.sum = DeepSetsAggregation(self.phi, self.rho)
+
+    def forward(self, x, batch, dim_size):
+        if self.aggr == 'sum':
+            return self.sum(x, batch, dim_size=dim_size)
+        p = scatter(self.phi(x), batch, 0, dim_size, self.aggr)
+        return self.rho(p)
+
+
+# Timing ######################################################################
+
+def sync(device: str) -> None:
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+
+
+def timeit(fn: Callable[[], None], device: str, repeat: int,
+           warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def step_fn(model, inputs, y) -> Callable[[], None]:
+    def step():
+        model.zero_grad(set_to_none=True)
+        F.mse_loss(model(*inputs), y).backward()
+    return step
+
+
+def gemm_fn(shapes: List[tuple], device: str) -> Callable[[], None]:
+    r"""The step's matrix products alone: for an [n, k] x [k, m] layer, the
+    forward product, the input gradient (skipped for the first layer, as
+    autograd does) and the weight gradient."""
+    mats = []
+    for i, (n, k, m) in enumerate(shapes):
+        a = torch.randn(n, k, device=device)
+        w = torch.randn(k, m, device=device)
+        g = torch.randn(n, m, device=device)
+        mats.append((a, w, g, i > 0))
+
+    def run():
+        for a, w, g, needs_input_grad in mats:
+            a @ w
+            if needs_input_grad:
+                g @ w.t()
+            a.t() @ g
+    return run
+
+
+def step_gemm_shapes(num_rows: int, num_sets: int, fused: bool) -> List[tuple]:
+    shapes = []
+    for i, (k, m) in enumerate(zip(PHI[:-1], PHI[1:])):
+        last = i == len(PHI) - 2
+        shapes.append((num_sets if fused and last else num_rows, k, m))
+    shapes += [(num_sets, k, m) for k, m in zip(RHO[:-1], RHO[1:])]
+    return shapes
+
+
+# Peak memory #################################################################
+
+def peak_memory(impl: str, aggr: str, dist: str, num_sets: int, mean: int,
+                device: str) -> float:
+    r"""Peak memory (MiB) above the inputs of one training step. On CUDA from
+    the allocator; on the CPU from a fresh process's high-water mark of its
+    resident set, since torch has no CPU allocator statistics."""
+    if device.startswith('cuda'):
+        return _measure_peak(impl, aggr, dist, num_sets, mean, device)
+    cmd = [sys.executable, __file__, '--_peak', impl, aggr, dist,
+           str(num_sets), str(mean)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True,
+                         env={**os.environ, 'OMP_NUM_THREADS': str(
+                             torch.get_num_threads())})
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def _rss_mib() -> float:
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
+
+
+def _measure_peak(impl, aggr, dist, num_sets, mean, device) -> float:
+    import resource
+    x, batch, y, _ = make_data(dist, num_sets, mean, device)
+    model, inputs = build(impl, aggr, x, batch, num_sets, device)
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        step_fn(model, inputs, y)()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    base = _rss_mib()
+    step_fn(model, inputs, y)()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
+
+
+def build(impl: str, aggr: str, x, batch, num_sets: int, device: str):
+    torch.manual_seed(0)
+    if impl == 'ours':
+        model = DeepSetsInvariant(PHI, RHO, aggr=aggr)
+        inputs = (x, batch, None, num_sets)
+    elif impl == 'pyg':
+        model = PyGDeepSets(aggr)
+        inputs = (x, batch, num_sets)
+    else:
+        model = PaddedDeepSets(aggr)
+        inputs = to_dense(x, batch, dim_size=num_sets)
+    return model.to(device), inputs
+
+
+# Sections ####################################################################
+
+def bench_steps(args, rows: List[Dict]) -> None:
+    print(f'\n## Training step, phi {PHI}, rho {RHO}, {args.sets} sets of '
+          f'mean size {args.mean}')
+    print(f"{'pool':5} {'sizes':9} {'impl':7} {'ms':>9} {'Melem/s':>8} "
+          f"{'peak MiB':>9} {'x ours':>7} {'GEMM ms':>8} {'x GEMM':>7}")
+    for dist in ('constant', 'uniform', 'heavy'):
+        x, batch, y, sizes = make_data(dist, args.sets, args.mean,
+                                       args.device)
+        n = x.size(0)
+        for aggr in ('sum', 'mean', 'max'):
+            fused = aggr in ('sum', 'mean')
+            gemm = timeit(gemm_fn(step_gemm_shapes(n, args.sets, fused),
+                                  args.device), args.device, args.repeat)
+            ours_ms = None
+            for impl in ('ours', 'pyg', 'padded'):
+                model, inputs = build(impl, aggr, x, batch, args.sets,
+                                      args.device)
+                sec = timeit(step_fn(model, inputs, y), args.device,
+                             args.repeat)
+                ms = sec * 1e3
+                ours_ms = ms if impl == 'ours' else ours_ms
+                peak = peak_memory(impl, aggr, dist, args.sets, args.mean,
+                                   args.device) if args.memory else float(
+                                       'nan')
+                row = dict(section='step', pool=aggr, sizes=dist, impl=impl,
+                           ms=ms, melem_per_s=n / sec / 1e6, peak_mib=peak,
+                           ratio_to_ours=ms / ours_ms, gemm_ms=gemm * 1e3,
+                           ratio_to_gemm=ms / (gemm * 1e3), rows=n,
+                           max_over_mean=float(sizes.max() / sizes.float()
+                                               .mean()))
+                rows.append(row)
+                print(f"{aggr:5} {dist:9} {impl:7} {ms:9.2f} "
+                      f"{row['melem_per_s']:8.2f} {peak:9.1f} "
+                      f"{row['ratio_to_ours']:7.2f} "
+                      f"{gemm * 1e3 if impl == 'ours' else float('nan'):8.2f} "
+                      f"{row['ratio_to_gemm'] if impl == 'ours' else float('nan'):7.2f}")
+
+
+def bench_pooling(args, rows: List[Dict]) -> None:
+    n, d, num_sets = args.pool_rows, args.pool_channels, args.pool_sets
+    gen = torch.Generator().manual_seed(1)
+    sizes = set_sizes('heavy', num_sets, max(n // num_sets, 1), gen)
+    sizes = (sizes.double() / sizes.sum() * n).long().clamp(min=1)
+    batch = torch.repeat_interleave(torch.arange(num_sets), sizes)
+    n = batch.numel()
+    ptr = torch.zeros(num_sets + 1, dtype=torch.long)
+    ptr[1:] = sizes.cumsum(0)
+    x = torch.randn(n, d, generator=gen).to(args.device)
+    batch, ptr = batch.to(args.device), ptr.to(args.device)
+    grad = torch.randn(num_sets, d, device=args.device)
+    buf = torch.empty_like(x)
+    copy = timeit(lambda: buf.copy_(x), args.device, args.repeat)
+    # Bytes: forward reads x; backward writes dx (max also re-reads x).
+    bytes_per_elem = x.element_size()
+    print(f'\n## Pooling forward + backward, {n} rows x {d} '
+          f'({num_sets} sets, heavy-tailed); copy bandwidth '
+          f'{2 * x.numel() * bytes_per_elem / copy / 1e9:.1f} GB/s')
+    print(f"{'pool':5} {'impl':16} {'ms':>8} {'bound ms':>9} {'x bound':>8}")
+
+    def fwd_bwd(fn):
+        def run():
+            xi = x.detach().requires_grad_()
+            fn(xi).backward(grad)
+        return run
+
+    impls = {
+        'ours (ptr)': lambda r: lambda t: segment_pool(t, batch, ptr,
+                                                       num_sets, r),
+        'ours (index)': lambda r: lambda t: segment_pool(t, batch, None,
+                                                         num_sets, r),
+        'pyg scatter': lambda r: lambda t: scatter(t, batch, 0, num_sets, r),
+    }
+    if use_torch_scatter():
+        import torch_scatter
+
+        def ts(r):
+            if r == 'max':
+                return lambda t: torch_scatter.segment_csr(t, ptr, None,
+                                                           'max')
+            return lambda t: torch_scatter.segment_csr(t, ptr, None, r)
+        impls['torch_scatter csr'] = ts
+    for reduce in ('sum', 'mean', 'max'):
+        passes = 3 if reduce == 'max' else 2
+        bound = copy / 2 * passes  # a copy moves two passes over x
+        for name, make in impls.items():
+            sec = timeit(fwd_bwd(make(reduce)), args.device, args.repeat)
+            rows.append(dict(section='pool', pool=reduce, impl=name,
+                             ms=sec * 1e3, bound_ms=bound * 1e3,
+                             ratio_to_bound=sec / bound))
+            print(f'{reduce:5} {name:16} {sec * 1e3:8.2f} {bound * 1e3:9.2f} '
+                  f'{sec / bound:8.2f}')
+
+
+def bench_equivariant(args, rows: List[Dict]) -> None:
+    n, d = args.pool_rows, args.pool_channels
+    print(f'\n## Equivariant layer vs Linear, {n} rows, {d} -> {d}, '
+          f'{args.pool_sets} sets (forward + backward)')
+    x = torch.randn(n, d, device=args.device)
+    batch = torch.sort(torch.randint(0, args.pool_sets, (n, ))).values.to(
+        args.device)
+    for aggr in ('sum', 'mean', 'max'):
+        for tied in (False, True):
+            layer = PermutationEquivariantLayer(d, d, aggr=aggr,
+                                                tied=tied).to(args.device)
+            lin = torch.nn.Linear(d, d).to(args.device)
+
+            def run(module, *inputs):
+                def step():
+                    module.zero_grad(set_to_none=True)
+                    xi = x.detach().requires_grad_()
+                    module(xi, *inputs).sum().backward()
+                return step
+            t_layer = timeit(run(layer, batch, None, args.pool_sets),
+                             args.device, args.repeat)
+            t_lin = timeit(run(lin), args.device, args.repeat)
+            rows.append(dict(section='equivariant', pool=aggr, tied=tied,
+                             ms=t_layer * 1e3, linear_ms=t_lin * 1e3,
+                             ratio_to_linear=t_layer / t_lin))
+            print(f'{aggr:5} tied={tied!s:5} {t_layer * 1e3:8.2f} ms vs '
+                  f'Linear {t_lin * 1e3:8.2f} ms: {t_layer / t_lin:5.2f}x')
+
+
+def main(argv=None) -> List[Dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--quick', action='store_true',
+                        help='tiny sizes: checks that the suite runs')
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--json', help='write all rows to this file')
+    parser.add_argument('--no-memory', dest='memory', action='store_false')
+    parser.add_argument('--sections', default='step,pool,equivariant')
+    parser.add_argument('--_peak', nargs=5, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args._peak:
+        impl, aggr, dist, num_sets, mean = args._peak
+        print(_measure_peak(impl, aggr, dist, int(num_sets), int(mean),
+                            'cpu'))
+        return []
+    if args.quick:
+        args.sets, args.mean, args.repeat = 8, 6, 2
+        args.pool_rows, args.pool_channels, args.pool_sets = 400, 8, 16
+    else:
+        args.sets, args.mean, args.repeat = 256, 200, 7
+        args.pool_rows, args.pool_channels, args.pool_sets = 65536, 128, 1024
+
+    print(f'# torch_geometric_deepsets benchmarks, {date.today()}')
+    print(f'# {platform.processor() or platform.machine()}, '
+          f'{torch.get_num_threads()} threads, device {args.device}'
+          + (f' ({torch.cuda.get_device_name()})'
+             if args.device.startswith('cuda') else ''))
+    print(f'# torch {torch.__version__}, torch_geometric '
+          f'{torch_geometric.__version__}, torch_scatter '
+          f'{"yes" if use_torch_scatter() else "no"}')
+    rows: List[Dict] = []
+    sections = args.sections.split(',')
+    if 'step' in sections:
+        bench_steps(args, rows)
+    if 'pool' in sections:
+        bench_pooling(args, rows)
+    if 'equivariant' in sections:
+        bench_equivariant(args, rows)
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(rows, f, indent=1)
+    return rows
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,160 @@
+r"""Sum, mean and max pooling with their own backward passes.
+
+Why not PyG's :meth:`Aggregation.reduce`: on the CPU it scatters with an
+expanded index (:meth:`Tensor.scatter_add_` / :meth:`scatter_reduce_`),
+which measured 10x slower than a segment reduction for the forward pass,
+and whose max backward measured 50x slower than a copy of the input (see
+``benchmarks/``). Here the rows are reduced as contiguous segments (sorting
+unsorted sets once, on the CPU), the backward of sum/mean is one gather, and
+the max backward splits the gradient evenly between tied maxima like
+:func:`torch.amax`, so :func:`torch.autograd.gradcheck` holds at ties and
+every backend gives the same gradient.
+
+:mod:`torch_scatter` is used for the segment sum where it is installed (its
+:func:`segment_csr` measured about 2x faster than
+:func:`torch._segment_reduce` on the CPU); results are identical.
+"""
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+import torch_geometric.typing
+from torch_geometric.typing import torch_scatter
+
+REDUCTIONS = ('sum', 'mean', 'max')
+
+
+def use_torch_scatter() -> bool:
+    r"""Whether the optional :mod:`torch_scatter` backend is used."""
+    return bool(torch_geometric.typing.WITH_TORCH_SCATTER)
+
+
+#: Rows summed in one sequential run before partial sums are combined.
+CHUNK = 64
+
+
+def _segment_sum_raw(x: Tensor, ptr: Tensor) -> Tensor:
+    if use_torch_scatter():
+        return torch_scatter.segment_csr(x, ptr, reduce='sum')
+    return torch._segment_reduce(x, 'sum', offsets=ptr, initial=0)
+
+
+def _segment_sum(x: Tensor, ptr: Tensor) -> Tensor:
+    r"""Segment sum that stays accurate for huge sets.
+
+    Both segment kernels add a segment's rows one after the other, so the
+    rounding error grows with the set size: the float32 mean of a million
+    values around 1000 measured 0.9 % off. Here every segment is first cut
+    at multiples of :data:`CHUNK` rows, the pieces are summed, and the
+    partial sums are added in float64. The cut points come from a sort of
+    :obj:`ptr` and a fixed grid, so no size is read back from the device.
+    """
+    num_rows = x.size(0)
+    if x.dtype == torch.float64 or num_rows <= 2 * CHUNK \
+            or not x.dtype.is_floating_point:
+        return _segment_sum_raw(x, ptr)
+    grid = torch.arange(0, num_rows + 1, CHUNK, device=x.device,
+                        dtype=ptr.dtype)
+    bounds = torch.sort(torch.cat([ptr, grid])).values
+    partial = _segment_sum_raw(x, bounds)
+    outer = torch.searchsorted(bounds, ptr)
+    outer[-1] = partial.size(0)
+    return _segment_sum_raw(partial.double(), outer).to(x.dtype)
+
+
+def _sorted_view(x: Tensor, index: Tensor, ptr: Optional[Tensor],
+                 dim_size: int) -> Tuple[Tensor, Optional[Tensor]]:
+    r"""Rows of :obj:`x` grouped by set, and :obj:`ptr`, when that is cheap
+    (CPU, or :obj:`ptr` given); :obj:`(x, None)` otherwise."""
+    if ptr is not None:
+        return x, ptr
+    if x.device.type != 'cpu':
+        return x, None  # GPU atomics scatter fast; a sortedness check syncs
+    counts = torch.bincount(index, minlength=dim_size)
+    ptr = torch.zeros(dim_size + 1, dtype=torch.long)
+    torch.cumsum(counts, 0, out=ptr[1:])
+    if index.numel() > 1 and bool((index[1:] < index[:-1]).any()):
+        x = x.index_select(0, torch.argsort(index, stable=True))
+    return x, ptr
+
+
+def segment_sum(x: Tensor, index: Tensor, ptr: Optional[Tensor],
+                dim_size: int, exact: bool = False) -> Tensor:
+    r"""Per-set sum of the rows of :obj:`x` (no autograd); :obj:`exact`
+    skips the chunked summation where values are small integers."""
+    rows, rows_ptr = _sorted_view(x, index, ptr, dim_size)
+    if rows_ptr is not None:
+        if exact:
+            return _segment_sum_raw(rows, rows_ptr)
+        return _segment_sum(rows, rows_ptr)
+    out = x.new_zeros(dim_size, x.size(1))
+    return out.index_add_(0, index, x)
+
+
+def segment_max(x: Tensor, index: Tensor, dim_size: int) -> Tensor:
+    r"""Per-set maximum (0 for empty sets; no autograd). A scatter with
+    :obj:`include_self=False` measured as fast as a copy on the CPU, faster
+    than both segment implementations."""
+    out = x.new_zeros(dim_size, x.size(1))
+    return out.scatter_reduce_(0, index.view(-1, 1).expand_as(x), x,
+                               reduce='amax', include_self=False)
+
+
+def _count(x: Tensor, index: Tensor, ptr: Optional[Tensor],
+           dim_size: int) -> Tensor:
+    if ptr is not None:
+        counts = ptr[1:] - ptr[:-1]
+    else:
+        counts = torch.bincount(index, minlength=dim_size)
+    return counts.to(x.dtype).clamp_(min=1).unsqueeze(-1)
+
+
+class SegmentPool(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, index: Tensor, ptr: Optional[Tensor],
+                dim_size: int, reduce: str) -> Tensor:
+        ctx.reduce = reduce
+        ctx.num_rows = x.size(0)
+        if reduce == 'max':
+            out = segment_max(x, index, dim_size)
+            ctx.save_for_backward(x, index, out)
+            ctx.ptr = ptr
+            return out
+        out = segment_sum(x, index, ptr, dim_size)
+        if reduce == 'mean':
+            count = _count(x, index, ptr, dim_size)
+            out = out / count
+            ctx.save_for_backward(index, count)
+        else:
+            ctx.save_for_backward(index)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        if ctx.reduce == 'max':
+            x, index, out = ctx.saved_tensors
+            # Even split between tied maxima, as torch.amax does.
+            is_max = x == out.index_select(0, index)
+            ties = segment_sum(is_max.to(grad.dtype), index, ctx.ptr,
+                               out.size(0), exact=True).clamp_(min=1)
+            grad_x = (grad / ties).index_select(0, index)
+            grad_x = grad_x.masked_fill_(~is_max, 0.0)
+        elif ctx.reduce == 'mean':
+            index, count = ctx.saved_tensors
+            grad_x = (grad / count).index_select(0, index)
+        else:
+            index, = ctx.saved_tensors
+            grad_x = grad.index_select(0, index)
+        return grad_x, None, None, None, None
+
+
+def segment_pool(x: Tensor, index: Tensor, ptr: Optional[Tensor],
+                 dim_size: int, reduce: str) -> Tensor:
+    r"""Sum, mean or max of the rows of :obj:`x` set by set, with empty sets
+    pooling to zero. :obj:`index` is the set id of every row; :obj:`ptr`
+    (optional) the boundaries of sorted sets."""
+    if x.dim() != 2:
+        raise ValueError(f"'x' must be two-dimensional "
+                         f"(got shape {tuple(x.shape)})")
+    return SegmentPool.apply(x.contiguous(), index, ptr, dim_size, reduce)
