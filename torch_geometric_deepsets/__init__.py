@@ -24,3 +24,10 @@ __all__ = [
     'testing',
     '__version__',
 ]
+from torch_geometric_deepsets.models import DeepSetsPointCloud  # noqa: E402
+from torch_geometric_deepsets.transforms import (  # noqa: E402
+    RandomAxisScale,
+    ToSet,
+)
+
+__all__ += ['DeepSetsPointCloud', 'ToSet', 'RandomAxisScale']
