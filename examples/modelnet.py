@@ -150,7 +150,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                         help='processes that sample and batch point clouds')
     parser.add_argument('--threads', type=int, default=None,
                         help='CPU threads of torch (default: torch default)')
-    parser.add_argument('--device', default=None)
+    parser.add_argument('--device', default=None,
+                        help='cpu, cuda:0, ... (default: cuda:LOCAL_RANK '
+                        'if available, else cpu)')
     parser.add_argument('--no-progress', action='store_true')
     args = parser.parse_args(argv)
     if args.threads is not None:
