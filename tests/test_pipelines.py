@@ -99,11 +99,6 @@ def molecule(num_atoms, num_bonds, generator):
     return data
 
 
-@pytest.mark.xfail(
-    strict=True, raises=TypeError,
-    reason="core bug: DeepSetsInvariant.__call__ rejects the torch.fx Proxy "
-    "that to_hetero's tracer passes ('x' must be a torch.Tensor (got "
-    "Proxy)); remove this marker once it is fixed")
 def test_readout_under_to_hetero():
     generator = torch.Generator().manual_seed(0)
     batch = Batch.from_data_list([molecule(4, 2, generator),

@@ -147,3 +147,31 @@ def test_index_dtypes():
     for dtype in (torch.int32, torch.int64):
         out = pool(x, torch.tensor([0, 0, 1, 1], dtype=dtype))
         assert torch.allclose(out, x.view(2, 2, 2).sum(1))
+
+
+def test_pooled_channels_matches_actual_width():
+    from torch_geometric.nn.aggr import (
+        DegreeScalerAggregation,
+        EquilibriumAggregation,
+        Set2Set,
+        SortAggregation,
+    )
+    from torch_geometric_deepsets.pool import pooled_channels
+    x = torch.randn(7, 3)
+    index = torch.tensor([0, 0, 1, 1, 1, 2, 2])
+    aggrs = [
+        resolve_aggr('sum'),
+        resolve_aggr(['sum', 'max', 'std']),
+        resolve_aggr(['sum', 'max'], {'mode': 'proj', 'mode_kwargs': {
+            'in_channels': 3, 'out_channels': 5}}),
+        resolve_aggr(['sum', 'mean'], {'mode': 'sum'}),
+        Set2Set(3, processing_steps=2),
+        SortAggregation(k=2),
+        resolve_aggr('quantile', {'q': [0.25, 0.5, 0.75]}),
+        EquilibriumAggregation(3, 4, num_layers=[8]),
+        DegreeScalerAggregation(['mean', 'max'], ['identity', 'linear'],
+                                deg=torch.tensor([1, 2, 3])),
+    ]
+    for aggr in aggrs:
+        out = aggr(x, index, dim_size=3)
+        assert pooled_channels(aggr, 3) == out.size(-1), aggr

@@ -145,7 +145,9 @@ class PermutationEquivariantLayer(torch.nn.Module):
             pooled = torch.nn.functional.linear(pooled, self.lin.weight)
         else:
             pooled = self.lin_pool(pooled)
-        return self.lin(x) - broadcast(pooled, x, index, None)
+        # In place: saves one [N, F_out] buffer (the product is not needed
+        # for its own backward).
+        return self.lin(x).sub_(broadcast(pooled, x, index, None))
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.in_channels}, '

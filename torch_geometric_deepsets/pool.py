@@ -17,9 +17,16 @@ import torch_geometric
 from torch_geometric.index import ptr2index
 from torch_geometric.nn.aggr import (
     Aggregation,
+    DegreeScalerAggregation,
+    EquilibriumAggregation,
+    GraphMultisetTransformer,
     MaxAggregation,
     MeanAggregation,
     MultiAggregation,
+    QuantileAggregation,
+    Set2Set,
+    SetTransformerAggregation,
+    SortAggregation,
     SumAggregation,
 )
 from torch_geometric.nn.resolver import aggregation_resolver
@@ -192,12 +199,26 @@ def resolve_aggr(aggr: AggrType,
 
 def pooled_channels(aggr: Aggregation, in_channels: int) -> int:
     r"""Feature width after pooling :obj:`in_channels`-wide rows with
-    :obj:`aggr` (a concatenating multi-aggregation multiplies it)."""
+    :obj:`aggr`: most aggregations keep it, while concatenating
+    multi-aggregations, degree scalers,
+    :class:`~torch_geometric.nn.aggr.Set2Set`,
+    :class:`~torch_geometric.nn.aggr.SortAggregation`, several quantiles
+    and :class:`~torch_geometric.nn.aggr.EquilibriumAggregation` change it."""
     if isinstance(aggr, MultiAggregation):
-        if aggr.mode == 'cat':
-            return in_channels * len(aggr.aggrs)
-        if aggr.mode == 'proj':
-            return aggr.lin.out_features
+        if aggr.out_channels is not None:
+            return aggr.out_channels
+        widths = [pooled_channels(a, in_channels) for a in aggr.aggrs]
+        return sum(widths) if aggr.mode == 'cat' else widths[0]
+    if isinstance(aggr, DegreeScalerAggregation):
+        return pooled_channels(aggr.aggr, in_channels) * len(aggr.scaler)
+    if isinstance(aggr, Set2Set):
+        return aggr.out_channels
+    if isinstance(aggr, SortAggregation):
+        return aggr.k * in_channels
+    if isinstance(aggr, QuantileAggregation):
+        return aggr.q.numel() * in_channels
+    if isinstance(aggr, EquilibriumAggregation):
+        return aggr.output_dim
     return in_channels
 
 
@@ -210,14 +231,54 @@ _SEGMENT_REDUCE = {
 
 def apply_aggr(aggr: Aggregation, x: Tensor, index: Tensor,
                ptr: Optional[Tensor], dim_size: int) -> Tensor:
-    r"""Runs :obj:`aggr` on validated input. PyG's sum, mean and max go
-    through :func:`~torch_geometric_deepsets._kernels.segment_pool` (same
-    values, much faster on the CPU, see there); every other aggregation, and
-    any aggregation inside :func:`torch.compile`, runs as PyG defines it."""
+    r"""Runs :obj:`aggr` on validated input, with the package's semantics
+    for every aggregation: rows need not be sorted, and empty sets pool to
+    zero.
+
+    PyG's sum, mean and max go through
+    :func:`~torch_geometric_deepsets._kernels.segment_pool` (same values,
+    much faster on the CPU, see there). Other aggregations run as PyG defines
+    them on the non-empty sets only, since several of them fail on empty
+    sets (quantiles index out of range after a trailing empty set,
+    :func:`~torch_geometric.utils.to_dense_batch` fails without rows), and
+    with rows grouped by set where they pad sets densely.
+    """
     reduce = _SEGMENT_REDUCE.get(type(aggr))
-    if reduce is None or torch.compiler.is_compiling() or x.dim() != 2:
+    if reduce is not None and not torch.compiler.is_compiling():
+        return segment_pool(x, index, ptr, dim_size, reduce)
+    if torch.compiler.is_compiling():
         return aggr(x, index, ptr=ptr, dim_size=dim_size)
-    return segment_pool(x, index, ptr, dim_size, reduce)
+
+    if ptr is not None:
+        counts = ptr[1:] - ptr[:-1]
+    else:
+        counts = torch.bincount(index, minlength=dim_size)
+    nonempty = counts > 0
+    if x.size(0) > 0 and bool(nonempty.all()):
+        if ptr is None and _needs_sorted_index(aggr):
+            # The order of rows inside a set does not matter to these.
+            index, perm = torch.sort(index, stable=True)
+            x = x.index_select(0, perm)
+        return aggr(x, index, ptr=ptr, dim_size=dim_size)
+
+    ids = nonempty.nonzero().view(-1)
+    width = pooled_channels(aggr, x.size(1))
+    if ids.numel() == 0:
+        return x.new_zeros(dim_size, width)
+    remap = torch.full((dim_size, ), -1, dtype=index.dtype,
+                       device=index.device)
+    remap[ids] = torch.arange(ids.numel(), dtype=index.dtype,
+                              device=index.device)
+    out = apply_aggr(aggr, x, remap[index], None, ids.numel())
+    return out.new_zeros(dim_size, out.size(-1)).index_copy(0, ids, out)
+
+
+def _needs_sorted_index(aggr: Aggregation) -> bool:
+    if isinstance(aggr, MultiAggregation):
+        return any(_needs_sorted_index(a) for a in aggr.aggrs)
+    # PyG's aggregations that go through `Aggregation.to_dense_batch`.
+    return isinstance(aggr, (SortAggregation, GraphMultisetTransformer,
+                             SetTransformerAggregation))
 
 
 def pool(

@@ -111,7 +111,8 @@ class DeepSetsInvariant(Aggregation):
     def __call__(self, x: Tensor, index: Optional[Tensor] = None,
                  ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
                  dim: int = -2, **kwargs: Any) -> Tensor:
-        if not isinstance(x, Tensor):
+        # torch.fx proxies (PyG's to_hetero tracing) pass through untouched.
+        if not isinstance(x, (Tensor, torch.fx.Proxy)):
             raise TypeError(f"'x' must be a torch.Tensor "
                             f"(got {type(x).__name__})")
         if index is None and ptr is None and dim_size is None:

@@ -1,0 +1,165 @@
+r"""Hypothesis-driven fuzzing of every model over random set-size vectors
+(0 to 50 elements per set, 0 to 20 sets), random widths, every permutation-
+invariant aggregation PyG offers, unsorted batch vectors and ptr.
+
+CI (CI or FULL_TEST set) runs 1,000 examples per model; locally 60.
+"""
+import os
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from torch_geometric.nn import aggr as A
+from torch_geometric_deepsets import (
+    DeepSetsConditional,
+    DeepSetsEquivariant,
+    DeepSetsInvariant,
+    PermutationEquivariantLayer,
+)
+from torch_geometric_deepsets.pool import pooled_channels
+from torch_geometric_deepsets.testing import permutation_error
+
+EXAMPLES = 1000 if os.environ.get('CI') or os.environ.get('FULL_TEST') else 60
+fuzz = settings(max_examples=EXAMPLES, deadline=None, derandomize=False)
+
+#: Every permutation-invariant aggregation of PyG, built for width f. Not
+#: here: LSTM/GRU/MLP/patch-transformer aggregations (order-dependent by
+#: design), LCMAggregation (a learned binary reduction, commutative only
+#: approximately) and EquilibriumAggregation, whose regulariser averages
+#: over all sets of the batch (PyG 2.8), so one set's output depends on how
+#: many sets share its batch.
+AGGREGATIONS = {
+    'sum': lambda f: A.SumAggregation(),
+    'mean': lambda f: A.MeanAggregation(),
+    'max': lambda f: A.MaxAggregation(),
+    'min': lambda f: A.MinAggregation(),
+    'mul': lambda f: A.MulAggregation(),
+    'var': lambda f: A.VarAggregation(),
+    'std': lambda f: A.StdAggregation(),
+    'softmax': lambda f: A.SoftmaxAggregation(t=0.5, learn=True),
+    'powermean': lambda f: A.PowerMeanAggregation(p=2.0, learn=True),
+    'median': lambda f: A.MedianAggregation(),
+    'quantile': lambda f: A.QuantileAggregation([0.1, 0.9]),
+    'set2set': lambda f: A.Set2Set(f, processing_steps=2),
+    'sort': lambda f: A.SortAggregation(k=3),
+    'gmt': lambda f: A.GraphMultisetTransformer(f, k=2, heads=1),
+    'attention': lambda f: A.AttentionalAggregation(torch.nn.Linear(f, 1)),
+    'deep_sets': lambda f: A.DeepSetsAggregation(torch.nn.Linear(f, f),
+                                                 torch.nn.Linear(f, f)),
+    'set_transformer': lambda f: A.SetTransformerAggregation(f, heads=1),
+    'variance_preserving': lambda f: A.VariancePreservingAggregation(),
+    'degree_scaler': lambda f: A.DegreeScalerAggregation(
+        ['mean', 'max'], ['identity', 'amplification'],
+        deg=torch.tensor([1, 3, 5, 2])),
+    'multi': lambda f: A.MultiAggregation(['sum', 'std']),
+}
+#: SortAggregation keeps the k largest rows in sorted order: ties between
+#: equal rows are broken by position, so it is invariant only up to ties,
+#: which random float64 inputs do not produce.
+
+
+@st.composite
+def batches(draw):
+    sizes = draw(st.lists(st.integers(0, 50), min_size=0, max_size=20))
+    channels = draw(st.integers(1, 5))
+    seed = draw(st.integers(0, 2**31 - 1))
+    layout = draw(st.sampled_from(['sorted', 'unsorted', 'ptr']))
+    name = draw(st.sampled_from(sorted(AGGREGATIONS)))
+    torch.manual_seed(seed)  # the models built from this example
+    gen = torch.Generator().manual_seed(seed)
+    sizes_t = torch.tensor(sizes, dtype=torch.long)
+    batch = torch.repeat_interleave(torch.arange(len(sizes)), sizes_t)
+    x = torch.randn(batch.numel(), channels, dtype=torch.float64,
+                    generator=gen)
+    if layout == 'unsorted' and batch.numel() > 1:
+        perm = torch.randperm(batch.numel(), generator=gen)
+        x, batch = x[perm], batch[perm]
+    ptr = torch.cat([torch.zeros(1, dtype=torch.long), sizes_t.cumsum(0)])
+    return x, batch, ptr, layout, len(sizes), name, seed
+
+
+def call(model, x, batch, ptr, layout, num_sets, context=None):
+    args = (x, ) if context is None else (x, context)
+    if layout == 'ptr':
+        return model(*args, ptr=ptr)
+    return model(*args, batch, dim_size=num_sets)
+
+
+#: Exact up to float64 rounding of reordered sums, except where noted.
+RTOL = {}
+
+
+def check(model, data, per_element, context=None):
+    x, batch, ptr, layout, num_sets, name, seed = data
+    model = model.double()
+    with torch.no_grad():
+        out = call(model, x, batch, ptr, layout, num_sets, context)
+    assert out.size(0) == (x.size(0) if per_element else num_sets)
+    assert torch.isfinite(out).all(), name
+    if num_sets == 0:
+        return
+    # Invariance / equivariance under reordering of elements and sets.
+    set_inputs = {} if context is None else {'context': context}
+    error = permutation_error(model, x, batch, num_sets, per_element,
+                              set_inputs=set_inputs, num_trials=2,
+                              generator=torch.Generator().manual_seed(seed))
+    scale = 1 + (float(out.abs().max()) if out.numel() > 0 else 0.0)
+    assert error < RTOL.get(name, 1e-8) * scale, (name, error)
+    # Composition independence: a subset of the sets, alone, gives the same.
+    keep_sets = torch.arange(num_sets)[torch.arange(num_sets) % 2 == 0]
+    keep = torch.isin(batch, keep_sets)
+    new_id = torch.full((num_sets, ), -1, dtype=torch.long)
+    new_id[keep_sets] = torch.arange(keep_sets.numel())
+    with torch.no_grad():
+        sub = call(model, x[keep], new_id[batch[keep]], None, 'sorted',
+                   keep_sets.numel(),
+                   None if context is None else context[keep_sets])
+    expected = out[keep] if per_element else out[keep_sets]
+    tol = RTOL.get(name, 1e-7)
+    assert torch.allclose(sub, expected, atol=tol, rtol=tol), name
+
+
+@fuzz
+@given(data=batches(), tied=st.booleans())
+def test_fuzz_equivariant_layer(data, tied):
+    x, name = data[0], data[5]
+    aggr = AGGREGATIONS[name](x.size(1))
+    tied = tied and pooled_channels(aggr, x.size(1)) == x.size(1)
+    check(PermutationEquivariantLayer(x.size(1), 3, aggr=aggr, tied=tied),
+          data, per_element=True)
+
+
+@fuzz
+@given(data=batches())
+def test_fuzz_invariant(data):
+    x, name = data[0], data[5]
+    aggr = AGGREGATIONS[name](4)
+    rho_in = pooled_channels(aggr, 4)
+    check(DeepSetsInvariant([x.size(1), 8, 4], [rho_in, 4, 2], aggr=aggr),
+          data, per_element=False)
+
+
+@fuzz
+@given(data=batches(), readout=st.booleans())
+def test_fuzz_equivariant_model(data, readout):
+    x, name = data[0], data[5]
+    model = DeepSetsEquivariant(
+        [x.size(1), 4, 2], aggr=AGGREGATIONS[name](x.size(1)) if name not in (
+            'set2set', 'gmt', 'set_transformer', 'deep_sets',
+            'attention') else 'sum',
+        act='tanh', readout=AGGREGATIONS[name](2) if readout else None)
+    check(model, data, per_element=not readout)
+
+
+@fuzz
+@given(data=batches(), fusion=st.sampled_from(['concat', 'film', 'add']))
+def test_fuzz_conditional(data, fusion):
+    x, name, seed = data[0], data[5], data[6]
+    aggr = AGGREGATIONS[name](4)
+    model = DeepSetsConditional([x.size(1), 6, 4], [pooled_channels(aggr, 4),
+                                                    2], context_channels=3,
+                                fusion=fusion, aggr=aggr)
+    context = torch.randn(data[4], 3, dtype=torch.float64,
+                          generator=torch.Generator().manual_seed(seed))
+    check(model, data, per_element=False, context=context)
