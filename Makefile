@@ -46,6 +46,12 @@ test: $(VENV)/.installed-test
 demo: $(VENV)/.installed-examples
 	$(BIN)/python -m torch_geometric_deepsets.experiments digit_sum_text
 
+docs: $(VENV)/.installed-test
+	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
+
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 
