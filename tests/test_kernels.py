@@ -1,6 +1,6 @@
 import pytest
 import torch
-from torch_geometric.testing import withPackage
+from torch_geometric.testing import withDevice, withPackage
 from torch_geometric.utils import scatter
 
 import torch_geometric.typing
@@ -16,13 +16,16 @@ def ptr_of(batch, num_sets):
     return torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
 
 
+@withDevice
 @pytest.mark.parametrize('reduce', REDUCE)
 @pytest.mark.parametrize('layout', ['ptr', 'sorted', 'unsorted'])
-def test_matches_pyg_scatter_forward_and_backward(reduce, layout):
-    sizes = [5, 0, 1, 17, 3, 0]
+def test_matches_pyg_scatter_forward_and_backward(reduce, layout, device):
+    sizes = [5, 0, 1, 17, 3, 0, 300]
     x, batch = make_batch(sizes, 6, dtype=torch.float64,
                           shuffle=layout == 'unsorted')
     ptr = ptr_of(batch, len(sizes)) if layout == 'ptr' else None
+    x, batch = x.to(device), batch.to(device)
+    ptr = ptr.to(device) if ptr is not None else None
     x1 = x.clone().requires_grad_()
     x2 = x.clone().requires_grad_()
     out = segment_pool(x1, batch, ptr, len(sizes), reduce)
@@ -47,14 +50,15 @@ def test_max_gradient_splits_evenly_between_ties():
 
 
 @pytest.mark.parametrize('reduce', REDUCE)
-def test_gradcheck_with_empty_sets_and_ties(reduce):
-    x = torch.randn(7, 3, dtype=torch.float64)
+@withDevice
+def test_gradcheck_with_empty_sets_and_ties(reduce, device):
+    x = torch.randn(7, 3, dtype=torch.float64, device=device)
     x[1] = x[0]  # exact ties in set 0
     x = x.requires_grad_()
-    index = torch.tensor([0, 0, 0, 2, 2, 4, 4])
+    index = torch.tensor([0, 0, 0, 2, 2, 4, 4], device=device)
     assert torch.autograd.gradcheck(
         lambda t: segment_pool(t, index, None, 5, reduce), (x, ))
-    ptr = torch.tensor([0, 3, 3, 5, 5, 7])
+    ptr = torch.tensor([0, 3, 3, 5, 5, 7], device=device)
     assert torch.autograd.gradcheck(
         lambda t: segment_pool(t, index, ptr, 5, reduce), (x, ))
 
@@ -98,11 +102,14 @@ def test_rejects_non_matrix_input():
                      1, 'sum')
 
 
-def test_sum_of_a_huge_set_stays_accurate():
-    x = 1000 + torch.randn(200_000, 2, dtype=torch.float64)
-    index = torch.zeros(200_000, dtype=torch.long)
+@withDevice
+def test_sum_of_a_huge_set_stays_accurate(device):
+    x = 1000 + torch.randn(200_000, 2, dtype=torch.float64, device=device)
+    index = torch.zeros(200_000, dtype=torch.long, device=device)
     exact = x.mean(0)
-    for ptr in (None, torch.tensor([0, 200_000])):
+    for ptr in (None, torch.tensor([0, 200_000], device=device)):
+        if ptr is None and device.type != 'cpu':
+            continue  # GPU atomics without ptr: documented as unchunked
         mean = segment_pool(x.float(), index, ptr, 1, 'mean')[0].double()
         # Sequential float32 summation is ~1e-2 off here (measured).
         assert (mean - exact).abs().max() < 1e-4

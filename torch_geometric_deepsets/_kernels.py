@@ -71,12 +71,16 @@ def _sorted_view(x: Tensor, index: Tensor, ptr: Optional[Tensor],
     (CPU, or :obj:`ptr` given); :obj:`(x, None)` otherwise."""
     if ptr is not None:
         return x, ptr
-    if x.device.type != 'cpu':
+    on_cpu = x.device.type == 'cpu'
+    if not on_cpu and not torch.are_deterministic_algorithms_enabled():
         return x, None  # GPU atomics scatter fast; a sortedness check syncs
     counts = torch.bincount(index, minlength=dim_size)
-    ptr = torch.zeros(dim_size + 1, dtype=torch.long)
+    ptr = torch.zeros(dim_size + 1, dtype=torch.long, device=x.device)
     torch.cumsum(counts, 0, out=ptr[1:])
-    if index.numel() > 1 and bool((index[1:] < index[:-1]).any()):
+    # On the CPU, sort only when needed; on a GPU in deterministic mode,
+    # always (asking whether rows are sorted would sync the device).
+    if not on_cpu or (index.numel() > 1
+                      and bool((index[1:] < index[:-1]).any())):
         x = x.index_select(0, torch.argsort(index, stable=True))
     return x, ptr
 
