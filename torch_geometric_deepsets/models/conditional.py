@@ -28,8 +28,6 @@ FUSIONS = ('concat', 'film', 'add')
 
 
 class DeepSetsConditional(torch.nn.Module):
-    _phi_is_mlp: Final[bool]
-
     r"""A Deep Sets model conditioned on a per-set context :math:`\mathbf{z}_s`
     (the :math:`\phi(\mathbf{x}_m \mid \mathbf{z})` of the `"Deep Sets"
     <https://arxiv.org/abs/1703.06114>`_ paper):
@@ -86,6 +84,9 @@ class DeepSetsConditional(torch.nn.Module):
           set ids :math:`(N)` or boundaries :math:`(B + 1)`
         - **output:** :math:`(B, F_{out})`
     """
+    # A TorchScript constant, so only the matching phi call is compiled.
+    _phi_is_mlp: Final[bool]
+
     def __init__(
         self,
         phi: ModuleSpec,

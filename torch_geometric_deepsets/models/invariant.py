@@ -25,8 +25,6 @@ from torch_geometric_deepsets.pool import (
 
 
 class DeepSetsInvariant(Aggregation):
-    _phi_is_mlp: Final[bool]
-
     r"""The permutation-invariant Deep Sets model from the `"Deep Sets"
     <https://arxiv.org/abs/1703.06114>`_ paper (Theorem 2):
 
@@ -74,6 +72,9 @@ class DeepSetsInvariant(Aggregation):
           boundaries :math:`(B + 1)`
         - **output:** :math:`(B, F_{out})`
     """
+    # A TorchScript constant, so only the matching phi call is compiled.
+    _phi_is_mlp: Final[bool]
+
     def __init__(
         self,
         phi: ModuleSpec,
