@@ -141,9 +141,10 @@ class SegmentPool(torch.autograd.Function):
         if ctx.reduce == 'max':
             x, index, out = ctx.saved_tensors
             grad_x = torch.empty_like(x, dtype=grad.dtype)
-            # Column blocks bound the [N, block] temporaries below.
-            step = max(1, min(x.size(1), MAX_BACKWARD_BLOCK // max(
-                x.size(0), 1)))
+            # Column blocks bound the [N, block] temporaries below on the
+            # CPU; a GPU would pay a kernel launch per block for it.
+            step = x.size(1) if x.is_cuda else max(1, min(
+                x.size(1), MAX_BACKWARD_BLOCK // max(x.size(0), 1)))
             for start in range(0, x.size(1), step):
                 cols = slice(start, start + step)
                 # Even split between tied maxima, as torch.amax does.
