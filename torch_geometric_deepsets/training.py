@@ -82,7 +82,8 @@ _CHECKPOINT_FORMAT = 1
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"'{name}' must be an int (got {type(value).__name__})")
+        raise TypeError(f"'{name}' must be an int "
+                        f"(got {type(value).__name__})")
     if value < minimum:
         raise ValueError(f"'{name}' must be at least {minimum} (got {value})")
     return value
