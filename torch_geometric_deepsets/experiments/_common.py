@@ -1,0 +1,184 @@
+r"""What the experiment modules share besides :mod:`training`: the
+command-line options every experiment takes, batched prediction, tables,
+plots and the results file."""
+import argparse
+import os
+import os.path as osp
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from torch_geometric.data import Batch, Dataset
+from torch_geometric_deepsets.training import (
+    DistributedContext,
+    SetLoader,
+    main_process_first,
+    write_json,
+)
+
+RESULTS_NAME = 'results.json'
+
+
+@dataclass
+class Outcome:
+    r"""What an experiment returns: its results (as written to
+    :obj:`results.json`) and the trained models by name."""
+    results: Dict[str, Any]
+    models: Dict[str, torch.nn.Module] = field(default_factory=dict)
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be at least 1 (got {value})')
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f'must be positive (got {value})')
+    return value
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, name: str,
+                         steps: int, batch_size: int, lr: float,
+                         threads: Optional[int] = None) -> None:
+    r"""Options of every experiment, with its own defaults."""
+    group = parser.add_argument_group('training')
+    group.add_argument('--threads', type=positive_int, default=threads,
+                       help='CPU threads of torch (default: '
+                       f'{threads or "torch default"})')
+    group.add_argument('--steps', type=positive_int, default=steps,
+                       help=f'optimisation steps (default: {steps})')
+    group.add_argument('--batch-size', type=positive_int, default=batch_size,
+                       help=f'sets per step and process (default: '
+                       f'{batch_size})')
+    group.add_argument('--lr', type=positive_float, default=lr,
+                       help=f'peak learning rate (default: {lr})')
+    group.add_argument('--seed', type=int, default=0,
+                       help='seed of the initialisation and data order '
+                       '(default: 0)')
+    group.add_argument('--data-seed', type=int, default=0,
+                       help='seed of the generated sets (default: 0)')
+    group.add_argument('--out', default=osp.join('runs', name),
+                       help=f'checkpoint, metrics, results and plots go here '
+                       f'(default: runs/{name})')
+    group.add_argument('--data-root', default='data',
+                       help='generated datasets go here (default: data)')
+    group.add_argument('--fresh', action='store_true',
+                       help='ignore an existing checkpoint and start over')
+    group.add_argument('--checkpoint-every', type=positive_int, default=None,
+                       help='steps between checkpoints (default: a tenth of '
+                       '--steps)')
+    group.add_argument('--log-every', type=positive_int, default=50,
+                       help='steps between recorded losses (default: 50)')
+    group.add_argument('--device', default=None,
+                       help='cpu, cuda, cuda:1, ... (default: cuda:LOCAL_RANK '
+                       'if available, else cpu)')
+    group.add_argument('--no-progress', action='store_true',
+                       help='no progress bars')
+    group.add_argument('--no-plot', action='store_true',
+                       help='skip the matplotlib plot')
+
+
+def one_cycle(optimizer: torch.optim.Optimizer, max_lr: float,
+              steps: int) -> torch.optim.lr_scheduler.OneCycleLR:
+    r"""The schedule of all experiments: 10 % warm-up to :obj:`max_lr`,
+    then cosine annealing. OneCycleLR divides by zero for a warm-up under
+    two steps, so runs shorter than 20 steps stop early in a 20-step
+    cycle."""
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=max_lr, total_steps=max(steps, 20), pct_start=0.1)
+
+
+def checkpoint_every(args: argparse.Namespace) -> int:
+    return args.checkpoint_every or max(1, args.steps // 10)
+
+
+def build_datasets(ctx: DistributedContext,
+                   make: Callable[[], Any]) -> Any:
+    r"""Calls :obj:`make` rank 0 first, so that one process generates and
+    saves the files and the others load them."""
+    with main_process_first(ctx):
+        return make()
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, dataset: Dataset, device: torch.device,
+            forward: Callable[[torch.nn.Module, Batch], Tensor],
+            batch_size: int = 1024) -> Tuple[Tensor, List[Batch]]:
+    r"""Runs :obj:`forward(model, batch)` over :obj:`dataset` in order, in
+    eval mode; returns the concatenated outputs (on the CPU) and the
+    batches."""
+    was_training = model.training
+    model.eval()
+    outputs, batches = [], []
+    for batch in SetLoader(dataset, batch_size, shuffle=False):
+        outputs.append(forward(model, batch.to(device)).cpu())
+        batches.append(batch)
+    model.train(was_training)
+    return torch.cat(outputs), batches
+
+
+def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]],
+                 ) -> str:
+    r"""A GitHub-markdown table (also readable in a terminal); floats get
+    four significant digits."""
+    cells = [[str(c) for c in columns]] + [[
+        f'{v:.4g}' if isinstance(v, float) else str(v) for v in row
+    ] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    lines = [
+        '| ' + ' | '.join(c.rjust(w) for c, w in zip(row, widths)) + ' |'
+        for row in cells
+    ]
+    lines.insert(1, '|' + '|'.join('-' * (w + 1) + ':' for w in widths) + '|')
+    return '\n'.join(lines)
+
+
+def save_plot(path: str, draw: Callable[[Any], None]) -> Optional[str]:
+    r"""Draws with matplotlib (Agg backend) into :obj:`path`; returns the
+    path, or :obj:`None` when matplotlib is missing."""
+    try:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print('matplotlib is not installed; no plot '
+              "(pip install 'torch_geometric_deepsets[examples]')")
+        return None
+    fig, ax = plt.subplots(figsize=(5.0, 3.4), dpi=100)
+    draw(ax)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_results(args: argparse.Namespace, results: Dict[str, Any]) -> str:
+    path = osp.join(args.out, RESULTS_NAME)
+    write_json(results, path)
+    return path
+
+
+def digit_sum_rows(pred: Tensor, target: Tensor,
+                   sizes: Tensor) -> List[Dict[str, Any]]:
+    r"""Per set size: the share of sets whose rounded prediction equals the
+    true sum (exact-match accuracy), the mean absolute error and the number
+    of sets."""
+    rows = []
+    for size in sorted(set(sizes.tolist())):
+        mask = sizes == size
+        rows.append({
+            'size': int(size),
+            'accuracy': float((pred[mask].round() == target[mask]).float()
+                              .mean()),
+            'mae': float((pred[mask] - target[mask]).abs().mean()),
+            'num_sets': int(mask.sum()),
+        })
+    return rows

@@ -1,0 +1,178 @@
+r"""Set anomaly detection (Section 4.3 of the `"Deep Sets"
+<https://arxiv.org/abs/1703.06114>`_ paper), with handwritten digits in
+place of CelebA faces: in a set of 16 images, 15 show one digit and one
+another; find the odd one.
+
+As in the paper, an image encoder feeds permutation-equivariant layers
+(eq. 22) whose last layer gives every element one score, and a softmax over
+each set turns the scores into the probability of being the odd one,
+trained with the cross-entropy of the true odd element.
+"""
+import argparse
+import os.path as osp
+from typing import Any, Dict
+
+import torch
+from torch import Tensor, nn
+
+from torch_geometric.data import Batch
+from torch_geometric.nn import MLP
+from torch_geometric.utils import scatter
+from torch_geometric_deepsets.datasets import SetAnomaly
+from torch_geometric_deepsets.experiments._common import (
+    Outcome,
+    add_common_arguments,
+    build_datasets,
+    checkpoint_every,
+    one_cycle,
+    format_table,
+    positive_int,
+    predict,
+    write_results,
+)
+from torch_geometric_deepsets.models import DeepSetsEquivariant
+from torch_geometric_deepsets.training import (
+    DistributedContext,
+    Trainer,
+    seed_everything,
+)
+
+NAME = 'set_anomaly'
+HELP = ('find the odd image in sets of 16 digit images (15 of one digit, 1 '
+        'of another); chance 6.25 %')
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common_arguments(parser, NAME, steps=3000, batch_size=32, lr=1e-3,
+                         threads=1)
+    group = parser.add_argument_group(NAME)
+    group.add_argument('--source', choices=['sklearn', 'mnist'],
+                       default='sklearn',
+                       help='the digit images (default: sklearn)')
+    group.add_argument('--mnist-root', default=None,
+                       help='local torchvision MNIST root, for --source '
+                       'mnist (never downloaded)')
+    group.add_argument('--num-train', type=positive_int, default=10_000,
+                       help='training sets (default: 10000)')
+    group.add_argument('--num-test', type=positive_int, default=2_000,
+                       help='test sets (default: 2000)')
+    group.add_argument('--set-size', type=positive_int, default=16,
+                       help='images per set (default: 16)')
+    group.add_argument('--hidden', type=positive_int, default=128,
+                       help='width of the image encoder (default: 128)')
+    group.add_argument('--aggr', default='max',
+                       help='pooling inside the equivariant layers '
+                       '(default: max; mean reaches 84 %% against 94 %%)')
+
+
+class AnomalyScorer(nn.Module):
+    r"""Image encoder (an MLP) followed by equivariant layers of widths
+    :obj:`(256, 128, 1)` with tanh in between (the paper's head); returns
+    one score per element."""
+    def __init__(self, in_channels: int, hidden: int = 128,
+                 aggr: str = 'max') -> None:
+        super().__init__()
+        self.encoder = MLP([in_channels, hidden, hidden], norm=None,
+                           plain_last=False)
+        self.equivariant = DeepSetsEquivariant([hidden, 256, 128, 1],
+                                               aggr=aggr, act='tanh')
+
+    def reset_parameters(self) -> None:
+        self.encoder.reset_parameters()
+        self.equivariant.reset_parameters()
+
+    def forward(self, x: Tensor, batch: Tensor, dim_size: int) -> Tensor:
+        return self.equivariant(self.encoder(x), batch,
+                                dim_size=dim_size).view(-1)
+
+
+def set_log_softmax(scores: Tensor, batch: Tensor, dim_size: int) -> Tensor:
+    r"""Log-softmax of :obj:`scores` within every set."""
+    peak = scatter(scores.detach(), batch, dim_size=dim_size, reduce='max')
+    shifted = scores - peak[batch]
+    log_norm = scatter(shifted.exp(), batch, dim_size=dim_size,
+                       reduce='sum').log()
+    return shifted - log_norm[batch]
+
+
+def forward(model: nn.Module, batch: Batch) -> Tensor:
+    return model(batch.x, batch.batch, batch.num_graphs)
+
+
+def loss_fn(model: nn.Module, batch: Batch) -> Tensor:
+    log_p = set_log_softmax(forward(model, batch), batch.batch,
+                            batch.num_graphs)
+    return -log_p[batch.y == 1].mean()
+
+
+def accuracy(scores: Tensor, batch: Batch) -> Tensor:
+    r"""Per set: whether the odd element has the highest score."""
+    peak = scatter(scores, batch.batch, dim_size=batch.num_graphs,
+                   reduce='max')
+    odd = batch.y == 1
+    return scores[odd] >= peak[batch.batch[odd]]
+
+
+def run(args: argparse.Namespace, ctx: DistributedContext) -> Outcome:
+    root = osp.join(args.data_root, f'set_anomaly_{args.source}')
+    kwargs = dict(set_size=args.set_size, seed=args.data_seed,
+                  source=args.source, mnist_root=args.mnist_root)
+    train, test = build_datasets(ctx, lambda: (
+        SetAnomaly(root, 'train', num_sets=args.num_train, **kwargs),
+        SetAnomaly(root, 'test', num_sets=args.num_test, **kwargs),
+    ))
+
+    seed_everything(args.seed)
+    model = AnomalyScorer(train.num_features, args.hidden, args.aggr)
+
+    def evaluate(model: nn.Module) -> Dict[str, Any]:
+        scores, batches = predict(model, test, ctx.device, forward)
+        hits, start = [], 0
+        for batch in batches:
+            hits.append(accuracy(scores[start:start + batch.num_nodes],
+                                 batch))
+            start += batch.num_nodes
+        return {'accuracy': float(torch.cat(hits).float().mean())}
+
+    trainer = Trainer(
+        model, loss_fn, train, steps=args.steps, batch_size=args.batch_size,
+        lr=args.lr, scheduler=lambda opt: one_cycle(opt, args.lr, args.steps),
+        evaluate=evaluate, eval_every=max(1, args.steps // 5),
+        checkpoint_every=checkpoint_every(args), out_dir=args.out,
+        resume=not args.fresh, seed=args.seed, dist=ctx,
+        progress=not args.no_progress,
+        log_every=args.log_every, desc=NAME, config={
+            'experiment': NAME,
+            'source': args.source,
+            'num_train': args.num_train,
+            'num_test': args.num_test,
+            'set_size': args.set_size,
+            'hidden': args.hidden,
+            'aggr': args.aggr,
+            'data_seed': args.data_seed,
+        })
+    summary = trainer.fit()
+
+    results = None
+    if ctx.is_main:
+        acc = summary['eval']['accuracy']
+        results = {
+            'experiment': NAME,
+            'config': trainer.config,
+            'steps': trainer.step,
+            'train_time_s': round(trainer._elapsed, 2),
+            'final_train_loss': summary['loss'],
+            'accuracy': acc,
+            'chance': 1.0 / args.set_size,
+            'evals': trainer.evals,
+        }
+        print(f'\nSet anomaly ({args.source} digits, sets of '
+              f'{args.set_size}): trained {trainer.step} steps '
+              f'({results["train_time_s"]} s).')
+        print(format_table(['step', 'test accuracy (%)'],
+                           [[e['step'], 100 * e['accuracy']]
+                            for e in trainer.evals]))
+        print(f'Chance: {100 / args.set_size:.2f} %. Results: '
+              f'{write_results(args, results)}')
+    results = ctx.broadcast_object(results)
+    return Outcome(results, {'model': model})
