@@ -113,3 +113,25 @@ def test_sum_of_a_huge_set_stays_accurate(device):
         mean = segment_pool(x.float(), index, ptr, 1, 'mean')[0].double()
         # Sequential float32 summation is ~1e-2 off here (measured).
         assert (mean - exact).abs().max() < 1e-4
+
+
+@withDevice
+@pytest.mark.parametrize('layout', ['ptr', 'sorted', 'unsorted'])
+def test_gather_sets_matches_index_select(layout, device):
+    from torch_geometric_deepsets._kernels import gather_sets
+    sizes = [3, 0, 1, 200, 2]
+    _, batch = make_batch(sizes, 1, shuffle=layout == 'unsorted')
+    ptr = ptr_of(batch, 5).to(device) if layout == 'ptr' else None
+    batch = batch.to(device)
+    src = torch.randn(5, 4, dtype=torch.float64, device=device,
+                      requires_grad=True)
+    out = gather_sets(src, batch, ptr)
+    assert torch.equal(out, src.index_select(0, batch))
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    expected = torch.zeros_like(src).index_add_(0, batch, grad)
+    assert torch.allclose(src.grad, expected, atol=1e-12)
+    assert torch.equal(src.grad[1], torch.zeros(4, dtype=torch.float64,
+                                                device=device))
+    assert torch.autograd.gradcheck(lambda s: gather_sets(s, batch, ptr),
+                                    (src, ))

@@ -171,3 +171,30 @@ def segment_pool(x: Tensor, index: Tensor, ptr: Optional[Tensor],
         raise ValueError(f"'x' must be two-dimensional "
                          f"(got shape {tuple(x.shape)})")
     return SegmentPool.apply(x.contiguous(), index, ptr, dim_size, reduce)
+
+
+class SetGather(torch.autograd.Function):
+    r"""Copies each set's row to its elements. The backward pass is a segment
+    sum rather than :meth:`Tensor.index_select`'s :meth:`index_add_`, which
+    measured an order of magnitude slower on the CPU."""
+    @staticmethod
+    def forward(ctx, src: Tensor, index: Tensor, ptr: Optional[Tensor]
+                ) -> Tensor:
+        ctx.save_for_backward(index)
+        ctx.ptr = ptr
+        ctx.num_sets = src.size(0)
+        return src.index_select(0, index)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        index, = ctx.saved_tensors
+        grad_src = segment_sum(grad.contiguous(), index, ctx.ptr,
+                               ctx.num_sets)
+        return grad_src, None, None
+
+
+def gather_sets(src: Tensor, index: Tensor,
+                ptr: Optional[Tensor] = None) -> Tensor:
+    r""":obj:`src[index]` for set-level rows :obj:`src` of shape
+    :math:`[B, F]`, with a fast backward pass."""
+    return SetGather.apply(src, index, ptr)

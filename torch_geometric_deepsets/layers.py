@@ -147,7 +147,7 @@ class PermutationEquivariantLayer(torch.nn.Module):
             pooled = self.lin_pool(pooled)
         # In place: saves one [N, F_out] buffer (the product is not needed
         # for its own backward).
-        return self.lin(x).sub_(broadcast(pooled, x, index, None))
+        return self.lin(x).sub_(broadcast(pooled, x, index, ptr))
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.in_channels}, '

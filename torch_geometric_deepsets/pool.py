@@ -30,7 +30,7 @@ from torch_geometric.nn.aggr import (
     SumAggregation,
 )
 from torch_geometric.nn.resolver import aggregation_resolver
-from torch_geometric_deepsets._kernels import segment_pool
+from torch_geometric_deepsets._kernels import gather_sets, segment_pool
 
 AggrType = Union[str, List[str], Aggregation, List[Aggregation], None]
 
@@ -322,7 +322,13 @@ def broadcast(pooled: Tensor, x: Tensor, batch: Optional[Tensor],
     r"""Copies each set's row of :obj:`pooled` to every element of the set."""
     if batch is None and ptr is None:
         return pooled.expand(x.size(0), pooled.size(-1))
-    return pooled.index_select(0, element_index(x, batch, ptr))
+    index = element_index(x, batch, ptr)
+    if torch.jit.is_scripting():
+        return pooled.index_select(0, index)
+    else:
+        if torch.compiler.is_compiling() or pooled.dim() != 2:
+            return pooled.index_select(0, index)
+        return gather_sets(pooled, index, ptr)
 
 
 def set_sizes(x: Tensor, batch: Optional[Tensor], ptr: Optional[Tensor],
