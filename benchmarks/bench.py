@@ -114,18 +114,22 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def timeit(fn: Callable[[], None], device: str, repeat: int,
-           warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    times = []
+def timeit(fns: Dict[str, Callable[[], None]], device: str, repeat: int,
+           warmup: int = 2) -> Dict[str, float]:
+    r"""Median seconds of each function. Repeats are interleaved round-robin
+    so that load on the machine hits every contender alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: Dict[str, List[float]] = {name: [] for name in fns}
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            sync(device)
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def step_fn(model, inputs, y) -> Callable[[], None]:
@@ -181,25 +185,34 @@ def peak_memory(impl: str, aggr: str, dist: str, num_sets: int, mean: int,
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def _rss_mib() -> float:
-    with open('/proc/self/statm') as f:
-        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
+def _status_mib(field: str) -> float:
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f'{field} not in /proc/self/status')
 
 
 def _measure_peak(impl, aggr, dist, num_sets, mean, device) -> float:
-    import resource
     x, batch, y, _ = make_data(dist, num_sets, mean, device)
     model, inputs = build(impl, aggr, x, batch, num_sets, device)
+    step = step_fn(model, inputs, y)
     if device.startswith('cuda'):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-        step_fn(model, inputs, y)()
+        step()
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - base) / 2**20
-    base = _rss_mib()
-    step_fn(model, inputs, y)()
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
+    # glibc would raise its mmap threshold after the first large free and
+    # keep later freed tensors resident; fix it so RSS follows live tensors.
+    import ctypes
+    ctypes.CDLL('libc.so.6').mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')  # resets the high-water mark VmHWM
+    base = _status_mib('VmRSS')
+    step()
+    return _status_mib('VmHWM') - base
 
 
 def build(impl: str, aggr: str, x, batch, num_sets: int, device: str):
@@ -218,6 +231,9 @@ def build(impl: str, aggr: str, x, batch, num_sets: int, device: str):
 
 # Sections ####################################################################
 
+IMPLS = ('ours', 'pyg', 'padded')
+
+
 def bench_steps(args, rows: List[Dict]) -> None:
     print(f'\n## Training step, phi {PHI}, rho {RHO}, {args.sets} sets of '
           f'mean size {args.mean}')
@@ -229,31 +245,32 @@ def bench_steps(args, rows: List[Dict]) -> None:
         n = x.size(0)
         for aggr in ('sum', 'mean', 'max'):
             fused = aggr in ('sum', 'mean')
-            gemm = timeit(gemm_fn(step_gemm_shapes(n, args.sets, fused),
-                                  args.device), args.device, args.repeat)
-            ours_ms = None
-            for impl in ('ours', 'pyg', 'padded'):
+            fns = {'gemm': gemm_fn(step_gemm_shapes(n, args.sets, fused),
+                                   args.device)}
+            for impl in IMPLS:
                 model, inputs = build(impl, aggr, x, batch, args.sets,
                                       args.device)
-                sec = timeit(step_fn(model, inputs, y), args.device,
-                             args.repeat)
-                ms = sec * 1e3
-                ours_ms = ms if impl == 'ours' else ours_ms
+                fns[impl] = step_fn(model, inputs, y)
+            secs = timeit(fns, args.device, args.repeat)
+            gemm, ours = secs['gemm'], secs['ours']
+            for impl in IMPLS:
+                sec = secs[impl]
                 peak = peak_memory(impl, aggr, dist, args.sets, args.mean,
                                    args.device) if args.memory else float(
                                        'nan')
                 row = dict(section='step', pool=aggr, sizes=dist, impl=impl,
-                           ms=ms, melem_per_s=n / sec / 1e6, peak_mib=peak,
-                           ratio_to_ours=ms / ours_ms, gemm_ms=gemm * 1e3,
-                           ratio_to_gemm=ms / (gemm * 1e3), rows=n,
-                           max_over_mean=float(sizes.max() / sizes.float()
-                                               .mean()))
+                           ms=sec * 1e3, melem_per_s=n / sec / 1e6,
+                           peak_mib=peak, ratio_to_ours=sec / ours,
+                           gemm_ms=gemm * 1e3, ratio_to_gemm=sec / gemm,
+                           rows=n, max_over_mean=float(
+                               sizes.max() / sizes.float().mean()))
                 rows.append(row)
-                print(f"{aggr:5} {dist:9} {impl:7} {ms:9.2f} "
+                mine = impl == 'ours'
+                print(f"{aggr:5} {dist:9} {impl:7} {sec * 1e3:9.2f} "
                       f"{row['melem_per_s']:8.2f} {peak:9.1f} "
                       f"{row['ratio_to_ours']:7.2f} "
-                      f"{gemm * 1e3 if impl == 'ours' else float('nan'):8.2f} "
-                      f"{row['ratio_to_gemm'] if impl == 'ours' else float('nan'):7.2f}")
+                      f"{gemm * 1e3 if mine else float('nan'):8.2f} "
+                      f"{sec / gemm if mine else float('nan'):7.2f}")
 
 
 def bench_pooling(args, rows: List[Dict]) -> None:
@@ -269,7 +286,8 @@ def bench_pooling(args, rows: List[Dict]) -> None:
     batch, ptr = batch.to(args.device), ptr.to(args.device)
     grad = torch.randn(num_sets, d, device=args.device)
     buf = torch.empty_like(x)
-    copy = timeit(lambda: buf.copy_(x), args.device, args.repeat)
+    copy = timeit({'copy': lambda: buf.copy_(x)}, args.device,
+                  args.repeat)['copy']
     # Bytes: forward reads x; backward writes dx (max also re-reads x).
     bytes_per_elem = x.element_size()
     print(f'\n## Pooling forward + backward, {n} rows x {d} '
@@ -302,8 +320,10 @@ def bench_pooling(args, rows: List[Dict]) -> None:
     for reduce in ('sum', 'mean', 'max'):
         passes = 3 if reduce == 'max' else 2
         bound = copy / 2 * passes  # a copy moves two passes over x
-        for name, make in impls.items():
-            sec = timeit(fwd_bwd(make(reduce)), args.device, args.repeat)
+        secs = timeit({name: fwd_bwd(make(reduce))
+                       for name, make in impls.items()}, args.device,
+                      args.repeat)
+        for name, sec in secs.items():
             rows.append(dict(section='pool', pool=reduce, impl=name,
                              ms=sec * 1e3, bound_ms=bound * 1e3,
                              ratio_to_bound=sec / bound))
@@ -330,9 +350,9 @@ def bench_equivariant(args, rows: List[Dict]) -> None:
                     xi = x.detach().requires_grad_()
                     module(xi, *inputs).sum().backward()
                 return step
-            t_layer = timeit(run(layer, batch, None, args.pool_sets),
-                             args.device, args.repeat)
-            t_lin = timeit(run(lin), args.device, args.repeat)
+            secs = timeit({'layer': run(layer, batch, None, args.pool_sets),
+                           'linear': run(lin)}, args.device, args.repeat)
+            t_layer, t_lin = secs['layer'], secs['linear']
             rows.append(dict(section='equivariant', pool=aggr, tied=tied,
                              ms=t_layer * 1e3, linear_ms=t_lin * 1e3,
                              ratio_to_linear=t_layer / t_lin))

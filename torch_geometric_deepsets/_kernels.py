@@ -32,8 +32,6 @@ def use_torch_scatter() -> bool:
 
 #: Rows summed in one sequential run before partial sums are combined.
 CHUNK = 64
-#: Elements of the [N, columns] temporaries of one max-backward block.
-MAX_BACKWARD_BLOCK = 2**20
 
 
 def _segment_sum_raw(x: Tensor, ptr: Tensor) -> Tensor:
@@ -121,7 +119,6 @@ class SegmentPool(torch.autograd.Function):
     def forward(ctx, x: Tensor, index: Tensor, ptr: Optional[Tensor],
                 dim_size: int, reduce: str) -> Tensor:
         ctx.reduce = reduce
-        ctx.num_rows = x.size(0)
         if reduce == 'max':
             out = segment_max(x, index, dim_size)
             ctx.save_for_backward(x, index, out)
@@ -140,19 +137,12 @@ class SegmentPool(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         if ctx.reduce == 'max':
             x, index, out = ctx.saved_tensors
-            grad_x = torch.empty_like(x, dtype=grad.dtype)
-            # Column blocks bound the [N, block] temporaries below on the
-            # CPU; a GPU would pay a kernel launch per block for it.
-            step = x.size(1) if x.is_cuda else max(1, min(
-                x.size(1), MAX_BACKWARD_BLOCK // max(x.size(0), 1)))
-            for start in range(0, x.size(1), step):
-                cols = slice(start, start + step)
-                # Even split between tied maxima, as torch.amax does.
-                is_max = x[:, cols] == out[:, cols].index_select(0, index)
-                ties = segment_sum(is_max.to(grad.dtype), index, ctx.ptr,
-                                   out.size(0), exact=True).clamp_(min=1)
-                gathered = (grad[:, cols] / ties).index_select(0, index)
-                grad_x[:, cols] = gathered.masked_fill_(~is_max, 0.0)
+            # Even split between tied maxima, as torch.amax does.
+            is_max = x == out.index_select(0, index)
+            ties = segment_sum(is_max.to(grad.dtype), index, ctx.ptr,
+                               out.size(0), exact=True).clamp_(min=1)
+            grad_x = (grad / ties).index_select(0, index)
+            grad_x = grad_x.masked_fill_(~is_max, 0.0)
         elif ctx.reduce == 'mean':
             index, count = ctx.saved_tensors
             grad_x = (grad / count).index_select(0, index)
