@@ -31,3 +31,8 @@ from torch_geometric_deepsets.transforms import (  # noqa: E402
 )
 
 __all__ += ['DeepSetsPointCloud', 'ToSet', 'RandomAxisScale']
+
+# Generated datasets of the paper's experiments and the shared training loop.
+from torch_geometric_deepsets import datasets, training  # noqa: E402
+
+__all__ += ['datasets', 'training']
