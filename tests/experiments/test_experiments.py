@@ -4,7 +4,10 @@ import os
 import pytest
 import torch
 
+from torch_geometric_deepsets.datasets import PopulationStatistics
 from torch_geometric_deepsets.experiments import EXPERIMENTS, main
+from torch_geometric_deepsets.experiments.population_statistics import (
+    plug_in_mse, )
 from torch_geometric_deepsets.experiments.set_anomaly import set_log_softmax
 
 from ..datasets.test_digits import fake_mnist
@@ -82,7 +85,7 @@ def test_digit_sum_images_with_plot(tmp_path):
         str(tmp_path / 'data'), '--no-progress', '--log-every', '10',
         '--steps', '150', '--lr', '1e-2', '--num-train', '500',
         '--train-max-size', '3', '--test-sizes', '1', '3',
-        '--test-per-size', '40', '--hidden', '32'
+        '--test-per-size', '40', '--hidden', '32', '--dropout', '0'
     ])
     assert_loss_falls(losses(tmp_path), 0.6)
     results = outcome.results
@@ -135,5 +138,17 @@ def test_population_statistics(tmp_path):
         assert_loss_falls(losses(tmp_path, f'run/n{n}'), 0.5)
         assert os.path.isfile(tmp_path / 'run' / f'n{n}' / 'checkpoint.pt')
     # Far better than predicting the mean.
-    assert max(r['test_mse'] for r in rows) < \
-        0.5 * outcome.results['test_target_variance']
+    variance = outcome.results['test_target_variance']
+    assert max(r['test_mse'] for r in rows) < 0.5 * variance
+    assert 0 < outcome.results['plug_in_mse'] < variance
+
+
+def test_plug_in_estimate_is_consistent(tmp_path):
+    small = PopulationStatistics(str(tmp_path), task='correlation',
+                                 num_sets=8, min_size=10, max_size=10,
+                                 dim=4)
+    large = PopulationStatistics(str(tmp_path), task='correlation',
+                                 num_sets=8, min_size=5000, max_size=5000,
+                                 dim=4)
+    # Its error shrinks like 1 / M with the set size M.
+    assert plug_in_mse(large) < 1e-3 < plug_in_mse(small)

@@ -76,15 +76,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help='test set sizes (default: 5 10 ... 50)')
     group.add_argument('--test-per-size', type=positive_int, default=1000,
                        help='test sets per size (default: 1000)')
-    group.add_argument('--hidden', type=positive_int, default=256,
-                       help='width of phi (default: 256)')
-    group.add_argument('--dropout', type=float, default=0.3,
-                       help='dropout in phi (default: 0.3)')
+    group.add_argument('--hidden', type=positive_int, default=512,
+                       help='width of phi (default: 512)')
+    group.add_argument('--dropout', type=float, default=0.5,
+                       help='dropout in phi (default: 0.5)')
     group.add_argument('--weight-decay', type=float, default=1e-2,
                        help='AdamW weight decay (default: 0.01)')
 
 
-def build_model(in_channels: int, hidden: int = 256, dropout: float = 0.3,
+def build_model(in_channels: int, hidden: int = 512, dropout: float = 0.5,
                 value_per_element: float = 4.5) -> DeepSetsInvariant:
     r"""MLP -> softmax over ten slots -> sum -> Dense(1), the slot values
     (the weights of the last layer) drawn from :math:`\mathcal{U}[0,
