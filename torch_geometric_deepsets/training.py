@@ -701,6 +701,11 @@ class Trainer:
         self._elapsed = 0.0
 
     @property
+    def elapsed(self) -> float:
+        r"""Seconds spent training so far, over all resumed runs."""
+        return self._elapsed
+
+    @property
     def checkpoint_path(self) -> Optional[str]:
         r"""Path of the checkpoint, or :obj:`None` without :obj:`out_dir`."""
         if self.out_dir is None:

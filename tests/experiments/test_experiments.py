@@ -61,7 +61,16 @@ def test_digit_sum_text(tmp_path, capsys):
     for a, b in zip(outcome.models['model'].parameters(),
                     again.models['model'].parameters()):
         assert torch.equal(a, b)
-    # Other settings on the same directory are refused unless --fresh.
+    # Test settings are no training settings: a finished run evaluates on
+    # the new ones without training again.
+    wider = run(tmp_path, 'digit_sum_text', '--steps', '60', '--num-train',
+                '2000', '--test-sizes', '5', '40', '60', '--test-per-size',
+                '10')
+    assert [r['size'] for r in wider.results['per_size']] == [5, 40, 60]
+    assert wider.results['final_train_loss'] == \
+        outcome.results['final_train_loss']
+    # Other training settings on the same directory are refused unless
+    # --fresh.
     with pytest.raises(ValueError, match='num_train'):
         run(tmp_path, 'digit_sum_text', '--steps', '60', '--num-train',
             '1000')

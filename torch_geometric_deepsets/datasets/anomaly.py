@@ -15,7 +15,7 @@ from torch_geometric_deepsets.datasets.base import (
 )
 from torch_geometric_deepsets.datasets.digits import SOURCES, load_digit_images
 
-DEFAULT_NUM_SETS = {'train': 10_000, 'test': 2_000}
+DEFAULT_NUM_SETS = {'train': 40_000, 'test': 2_000}
 
 
 class SetAnomaly(SyntheticSetDataset):
@@ -40,7 +40,7 @@ class SetAnomaly(SyntheticSetDataset):
         root (str): Root directory of the generated files.
         split (str, optional): :obj:`"train"` or :obj:`"test"`.
             (default: :obj:`"train"`)
-        num_sets (int, optional): Number of sets. (default: :obj:`10000` for
+        num_sets (int, optional): Number of sets. (default: :obj:`40000` for
             :obj:`"train"`, :obj:`2000` for :obj:`"test"`)
         set_size (int, optional): Elements per set, at least 3.
             (default: :obj:`16`)

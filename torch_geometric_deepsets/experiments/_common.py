@@ -106,6 +106,21 @@ def build_datasets(ctx: DistributedContext,
         return make()
 
 
+def final_evaluation(model: torch.nn.Module,
+                     evaluate: Callable[[torch.nn.Module], Dict[str, Any]],
+                     ) -> Dict[str, Any]:
+    r"""Runs :obj:`evaluate(model)` in eval mode without gradients. The
+    results of a run are always computed afresh like this rather than taken
+    from the checkpoint, so that rerunning a finished run with other test
+    settings (or newer evaluation code) reports on those."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        out = evaluate(model)
+    model.train(was_training)
+    return out
+
+
 @torch.no_grad()
 def predict(model: torch.nn.Module, dataset: Dataset, device: torch.device,
             forward: Callable[[torch.nn.Module, Batch], Tensor],

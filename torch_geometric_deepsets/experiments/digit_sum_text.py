@@ -23,6 +23,7 @@ from torch_geometric_deepsets.experiments._common import (
     add_common_arguments,
     build_datasets,
     checkpoint_every,
+    final_evaluation,
     one_cycle,
     digit_sum_rows,
     format_table,
@@ -108,7 +109,7 @@ def run(args: argparse.Namespace, ctx: DistributedContext) -> Outcome:
     trainer = Trainer(
         model, loss_fn, train, steps=args.steps, batch_size=args.batch_size,
         lr=args.lr, scheduler=lambda opt: one_cycle(opt, args.lr, args.steps),
-        evaluate=evaluate, checkpoint_every=checkpoint_every(args),
+        checkpoint_every=checkpoint_every(args),
         out_dir=args.out, resume=not args.fresh, seed=args.seed, dist=ctx,
         progress=not args.no_progress,
         log_every=args.log_every, desc=NAME, config={
@@ -123,12 +124,12 @@ def run(args: argparse.Namespace, ctx: DistributedContext) -> Outcome:
 
     results = None
     if ctx.is_main:
-        rows = summary['eval']['per_size']
+        rows = final_evaluation(model, evaluate)['per_size']
         results = {
             'experiment': NAME,
             'config': trainer.config,
             'steps': trainer.step,
-            'train_time_s': round(trainer._elapsed, 2),
+            'train_time_s': round(trainer.elapsed, 2),
             'final_train_loss': summary['loss'],
             'min_accuracy': min(r['accuracy'] for r in rows),
             'per_size': rows,

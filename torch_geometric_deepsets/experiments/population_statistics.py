@@ -29,6 +29,7 @@ from torch_geometric_deepsets.experiments._common import (
     add_common_arguments,
     build_datasets,
     checkpoint_every,
+    final_evaluation,
     one_cycle,
     format_table,
     positive_int,
@@ -134,7 +135,7 @@ def run(args: argparse.Namespace, ctx: DistributedContext) -> Outcome:
             model, loss_fn, train, steps=args.steps,
             batch_size=min(args.batch_size, n), lr=args.lr,
             scheduler=lambda opt: one_cycle(opt, args.lr, args.steps),
-            evaluate=evaluate, checkpoint_every=checkpoint_every(args),
+            checkpoint_every=checkpoint_every(args),
             out_dir=osp.join(args.out, f'n{n}'), resume=not args.fresh,
             seed=args.seed, dist=ctx, progress=not args.no_progress,
             log_every=args.log_every, desc=f'{NAME} n={n}', config={
@@ -143,7 +144,6 @@ def run(args: argparse.Namespace, ctx: DistributedContext) -> Outcome:
                 'dim': pool.dim,
                 'min_size': args.min_size,
                 'max_size': args.max_size,
-                'num_test': args.num_test,
                 'hidden': args.hidden,
                 'data_seed': args.data_seed,
             })
@@ -152,8 +152,9 @@ def run(args: argparse.Namespace, ctx: DistributedContext) -> Outcome:
         if ctx.is_main:
             rows.append({
                 'num_train_sets': n,
-                'test_mse': summary['eval']['test_mse'],
-                'train_time_s': round(trainer._elapsed, 2),
+                'test_mse': final_evaluation(model, evaluate)['test_mse'],
+                'final_train_loss': summary['loss'],
+                'train_time_s': round(trainer.elapsed, 2),
             })
 
     results = None

@@ -24,6 +24,7 @@ from torch_geometric_deepsets.experiments._common import (
     add_common_arguments,
     build_datasets,
     checkpoint_every,
+    final_evaluation,
     one_cycle,
     format_table,
     positive_int,
@@ -43,7 +44,7 @@ HELP = ('find the odd image in sets of 16 digit images (15 of one digit, 1 '
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_common_arguments(parser, NAME, steps=3000, batch_size=32, lr=1e-3,
+    add_common_arguments(parser, NAME, steps=6000, batch_size=32, lr=1e-3,
                          threads=1)
     group = parser.add_argument_group(NAME)
     group.add_argument('--source', choices=['sklearn', 'mnist'],
@@ -52,8 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument('--mnist-root', default=None,
                        help='local torchvision MNIST root, for --source '
                        'mnist (never downloaded)')
-    group.add_argument('--num-train', type=positive_int, default=10_000,
-                       help='training sets (default: 10000)')
+    # More sets (new combinations of the same ~1,250 training images) fight
+    # overfitting: 10k sets and 3k steps gave 83-94 % over three seeds.
+    group.add_argument('--num-train', type=positive_int, default=40_000,
+                       help='training sets (default: 40000)')
     group.add_argument('--num-test', type=positive_int, default=2_000,
                        help='test sets (default: 2000)')
     group.add_argument('--set-size', type=positive_int, default=16,
@@ -145,7 +148,6 @@ def run(args: argparse.Namespace, ctx: DistributedContext) -> Outcome:
             'experiment': NAME,
             'source': args.source,
             'num_train': args.num_train,
-            'num_test': args.num_test,
             'set_size': args.set_size,
             'hidden': args.hidden,
             'aggr': args.aggr,
@@ -155,12 +157,12 @@ def run(args: argparse.Namespace, ctx: DistributedContext) -> Outcome:
 
     results = None
     if ctx.is_main:
-        acc = summary['eval']['accuracy']
+        acc = final_evaluation(model, evaluate)['accuracy']
         results = {
             'experiment': NAME,
             'config': trainer.config,
             'steps': trainer.step,
-            'train_time_s': round(trainer._elapsed, 2),
+            'train_time_s': round(trainer.elapsed, 2),
             'final_train_loss': summary['loss'],
             'accuracy': acc,
             'chance': 1.0 / args.set_size,
