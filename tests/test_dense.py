@@ -1,7 +1,7 @@
 import pytest
 import torch
-from torch_geometric.data import Batch, Data
 
+from torch_geometric.data import Batch, Data
 from torch_geometric_deepsets import DeepSetsInvariant, from_dense, to_dense
 
 

@@ -9,12 +9,11 @@ import pytest
 import torch
 
 import torch_geometric.transforms as T
+from tests.fake_datasets import write_modelnet
 from torch_geometric.data import Batch
 from torch_geometric.datasets import ModelNet
 from torch_geometric_deepsets import DeepSetsPointCloud, RandomAxisScale, ToSet
 from torch_geometric_deepsets.training import load_checkpoint
-
-from tests.fake_datasets import write_modelnet
 
 EXAMPLES = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
                     'examples')

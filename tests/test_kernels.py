@@ -1,12 +1,11 @@
 import pytest
 import torch
-from torch_geometric.testing import withDevice, withPackage
-from torch_geometric.utils import scatter
 
 import torch_geometric.typing
-from torch_geometric_deepsets._kernels import segment_pool
-
 from tests.conftest import make_batch
+from torch_geometric.testing import withDevice, withPackage
+from torch_geometric.utils import scatter
+from torch_geometric_deepsets._kernels import segment_pool
 
 REDUCE = ['sum', 'mean', 'max']
 

@@ -5,11 +5,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from torch_geometric_deepsets import PermutationEquivariantLayer, from_dense
-from torch_geometric_deepsets.testing import assert_permutation_equivariant
-
 from tests.conftest import AGGRS, make_batch
 from tests.strategies import set_sizes
+from torch_geometric_deepsets import PermutationEquivariantLayer, from_dense
+from torch_geometric_deepsets.testing import assert_permutation_equivariant
 
 
 class PermEqui1(torch.nn.Module):
@@ -170,7 +169,8 @@ def test_bad_input():
         layer(torch.randn(4, 2))
     with pytest.raises(ValueError, match="'x' must be two-dimensional"):
         layer(torch.randn(4))
-    with pytest.raises(ValueError, match="'batch' has 3 entries but 'x' has 4"):
+    with pytest.raises(ValueError,
+                       match="'batch' has 3 entries but 'x' has 4"):
         layer(torch.randn(4, 3), torch.tensor([0, 0, 1]))
     with pytest.raises(TypeError, match="'batch' must be an integer tensor"):
         layer(torch.randn(4, 3), torch.tensor([0.0, 0.0, 1.0, 1.0]))

@@ -7,6 +7,11 @@ import torch.nn.functional as F
 from torch.nn import Linear, ReLU
 
 import torch_geometric.transforms as T
+from tests.fake_datasets import (
+    write_geometric_shapes,
+    write_modelnet,
+    write_shapenet,
+)
 from torch_geometric import EdgeIndex
 from torch_geometric.data import Batch, HeteroData
 from torch_geometric.datasets import GeometricShapes, ModelNet, ShapeNet
@@ -27,12 +32,6 @@ from torch_geometric_deepsets import (
     ToSet,
 )
 from torch_geometric_deepsets.testing import assert_permutation_equivariant
-
-from tests.fake_datasets import (
-    write_geometric_shapes,
-    write_modelnet,
-    write_shapenet,
-)
 
 
 def small_graphs():

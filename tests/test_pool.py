@@ -6,12 +6,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import torch_geometric
+from tests.conftest import AGGRS, make_batch
+from tests.strategies import set_sizes
 from torch_geometric.nn.aggr import MultiAggregation, SumAggregation
 from torch_geometric_deepsets import pool, resolve_aggr
 from torch_geometric_deepsets.pool import check_sets
-
-from tests.conftest import AGGRS, make_batch
-from tests.strategies import set_sizes
 
 
 def test_pool_hand_computed(toy):
@@ -98,7 +97,8 @@ def test_resolve_aggr_errors():
 
 def test_bad_grouping_messages():
     x = torch.randn(5, 2)
-    with pytest.raises(ValueError, match="'batch' has 4 entries but 'x' has 5"):
+    with pytest.raises(ValueError,
+                       match="'batch' has 4 entries but 'x' has 5"):
         check_sets(x, torch.zeros(4, dtype=torch.long))
     with pytest.raises(TypeError, match="'batch' must be an integer tensor"):
         check_sets(x, torch.zeros(5))
@@ -114,7 +114,8 @@ def test_bad_grouping_messages():
         check_sets(x, ptr=torch.tensor([0, 3, 2, 5]))
     with pytest.raises(ValueError, match="'dim_size' is 2 but 'ptr' has 4"):
         check_sets(x, ptr=torch.tensor([0, 2, 4, 5]), dim_size=2)
-    with pytest.raises(ValueError, match=r"ids in \[0, 3\] but 'dim_size' is 2"):
+    with pytest.raises(ValueError,
+                       match=r"ids in \[0, 3\] but 'dim_size' is 2"):
         check_sets(x, torch.tensor([0, 1, 3, 1, 0]), dim_size=2)
     with pytest.raises(ValueError, match=r"ids in \[-1, 1\]"):
         check_sets(x, torch.tensor([0, 1, -1, 1, 0]), dim_size=2)

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from tests.conftest import make_batch
 from torch_geometric_deepsets import DeepSetsInvariant
 from torch_geometric_deepsets.testing import (
     assert_permutation_equivariant,
@@ -8,8 +9,6 @@ from torch_geometric_deepsets.testing import (
     permutation_error,
     random_set_permutation,
 )
-
-from tests.conftest import make_batch
 
 
 class FirstElement(torch.nn.Module):

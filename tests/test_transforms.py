@@ -2,11 +2,10 @@ import pytest
 import torch
 
 import torch_geometric.transforms as T
+from tests.fake_datasets import _TRIANGLES, box_mesh
 from torch_geometric.data import Batch, Data, HeteroData
 from torch_geometric_deepsets import DeepSetsInvariant, RandomAxisScale, ToSet
 from torch_geometric_deepsets.testing import assert_permutation_invariant
-
-from tests.fake_datasets import _TRIANGLES, box_mesh
 
 
 def mesh():

@@ -1,14 +1,14 @@
 r"""Deep Sets (Zaheer et al., NeurIPS 2017) for PyTorch Geometric: sets are
 edgeless graphs, and PyG's :obj:`batch` vector says which rows form a set."""
-from torch_geometric_deepsets.pool import pool, resolve_aggr
+from torch_geometric_deepsets import testing
+from torch_geometric_deepsets.dense import from_dense, to_dense
 from torch_geometric_deepsets.layers import PermutationEquivariantLayer
 from torch_geometric_deepsets.models import (
     DeepSetsConditional,
     DeepSetsEquivariant,
     DeepSetsInvariant,
 )
-from torch_geometric_deepsets.dense import from_dense, to_dense
-from torch_geometric_deepsets import testing
+from torch_geometric_deepsets.pool import pool, resolve_aggr
 
 __version__ = '0.1.0'
 

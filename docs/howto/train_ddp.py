@@ -3,7 +3,6 @@ r"""Data-parallel training of a Deep Sets model on the digit-sum task.
 Runs as a single process (``python train_ddp.py``) or with several under
 ``torchrun --nproc_per_node=N train_ddp.py``; the code is the same.
 """
-import torch
 import torch.nn.functional as F
 from torch import nn
 

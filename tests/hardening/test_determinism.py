@@ -1,9 +1,9 @@
 import pytest
 import torch
-from torch_geometric.testing import withDevice
 
 from tests.conftest import AGGRS, make_batch
 from tests.hardening.models import KINDS, build, run
+from torch_geometric.testing import withDevice
 
 
 @pytest.fixture

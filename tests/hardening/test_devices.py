@@ -1,10 +1,10 @@
 r"""The same model gives the same results on a GPU as on the CPU."""
 import pytest
 import torch
-from torch_geometric.testing import onlyCUDA
 
 from tests.conftest import AGGRS, make_batch
 from tests.hardening.models import KINDS, build, run
+from torch_geometric.testing import onlyCUDA
 
 
 @onlyCUDA

@@ -1,9 +1,9 @@
 import pytest
 import torch
-from torch_geometric.testing import withDevice
 
 from tests.conftest import AGGRS, make_batch
 from tests.hardening.models import KINDS, build, run
+from torch_geometric.testing import withDevice
 
 # Relative error of low-precision runs against float32 (measured worst
 # cases on these sizes are ~3x smaller).

@@ -5,11 +5,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from torch_geometric_deepsets import DeepSetsConditional
-from torch_geometric_deepsets.testing import assert_permutation_invariant
-
 from tests.conftest import AGGRS, make_batch
 from tests.strategies import set_sizes
+from torch_geometric_deepsets import DeepSetsConditional
+from torch_geometric_deepsets.testing import assert_permutation_invariant
 
 FUSIONS = ['concat', 'film', 'add']
 
@@ -172,5 +171,6 @@ def test_bad_input():
                        "the model expects 4"):
         DeepSetsConditional([4, 8], [8, 2], context_channels=2)(
             x, torch.randn(2, 2), batch)
-    with pytest.raises(ValueError, match=r"ids in \[0, 1\] but 'dim_size' is 1"):
+    with pytest.raises(ValueError,
+                       match=r"ids in \[0, 1\] but 'dim_size' is 1"):
         model(x, torch.randn(1, 2), batch)

@@ -5,6 +5,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.conftest import AGGRS, make_batch
+from tests.strategies import set_sizes
 from torch_geometric_deepsets import (
     DeepSetsEquivariant,
     PermutationEquivariantLayer,
@@ -13,9 +15,6 @@ from torch_geometric_deepsets.testing import (
     assert_permutation_equivariant,
     assert_permutation_invariant,
 )
-
-from tests.conftest import AGGRS, make_batch
-from tests.strategies import set_sizes
 
 
 @pytest.mark.parametrize('aggr', AGGRS)
@@ -121,5 +120,6 @@ def test_bad_input():
     model = DeepSetsEquivariant([3, 2])
     with pytest.raises(ValueError, match="'x' has 4 features"):
         model(torch.randn(2, 4))
-    with pytest.raises(ValueError, match="'batch' has 1 entries but 'x' has 2"):
+    with pytest.raises(ValueError,
+                       match="'batch' has 1 entries but 'x' has 2"):
         model(torch.randn(2, 3), torch.tensor([0]))

@@ -5,13 +5,12 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.conftest import AGGRS, make_batch
+from tests.strategies import set_sizes
 from torch_geometric.nn import MLP, SAGEConv
 from torch_geometric.nn.aggr import DeepSetsAggregation
 from torch_geometric_deepsets import DeepSetsInvariant
 from torch_geometric_deepsets.testing import assert_permutation_invariant
-
-from tests.conftest import AGGRS, make_batch
-from tests.strategies import set_sizes
 
 
 def reference(model, x, batch, num_sets, reduce):
@@ -85,7 +84,8 @@ def test_no_fusion_for_max_or_custom_phi():
     assert not DeepSetsInvariant([3, 8], [8, 1], aggr='max')._fuse
     phi = torch.nn.Sequential(torch.nn.Linear(3, 8))
     assert not DeepSetsInvariant(phi, [8, 1])._fuse
-    assert not DeepSetsInvariant(MLP([3, 8, 8], plain_last=False), [8, 1])._fuse
+    no_affine_last = MLP([3, 8, 8], plain_last=False)
+    assert not DeepSetsInvariant(no_affine_last, [8, 1])._fuse
 
 
 @given(sizes=set_sizes, aggr=st.sampled_from(AGGRS), seed=st.integers(0, 999))
@@ -212,11 +212,13 @@ def test_bad_input():
     with pytest.raises(ValueError, match="'x' has 5 features per element but "
                        "the model expects 3"):
         model(torch.randn(4, 5))
-    with pytest.raises(ValueError, match="'index' has 3 entries but 'x' has 4"):
+    with pytest.raises(ValueError,
+                       match="'index' has 3 entries but 'x' has 4"):
         model(torch.randn(4, 3), torch.tensor([0, 0, 1]))
     with pytest.raises(TypeError, match="'index' must be an integer tensor"):
         model(torch.randn(4, 3), torch.tensor([0.0, 0.0, 1.0, 1.0]))
-    with pytest.raises(ValueError, match=r"ids in \[0, 2\] but 'dim_size' is 2"):
+    with pytest.raises(ValueError,
+                       match=r"ids in \[0, 2\] but 'dim_size' is 2"):
         model(torch.randn(4, 3), torch.tensor([0, 0, 1, 2]), dim_size=2)
     with pytest.raises(ValueError, match="'dim' must be -2 or 0"):
         model(torch.randn(4, 3), dim=1)

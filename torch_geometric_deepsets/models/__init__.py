@@ -1,6 +1,6 @@
-from torch_geometric_deepsets.models.invariant import DeepSetsInvariant
-from torch_geometric_deepsets.models.equivariant import DeepSetsEquivariant
 from torch_geometric_deepsets.models.conditional import DeepSetsConditional
+from torch_geometric_deepsets.models.equivariant import DeepSetsEquivariant
+from torch_geometric_deepsets.models.invariant import DeepSetsInvariant
 
 __all__ = ['DeepSetsInvariant', 'DeepSetsEquivariant', 'DeepSetsConditional']
 from torch_geometric_deepsets.models.pointcloud import DeepSetsPointCloud

@@ -5,8 +5,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from torch_geometric.nn import MLP
+from torch_geometric.nn.aggr import (
+    Aggregation,
+    MeanAggregation,
+    SumAggregation,
+)
 from torch_geometric.nn.dense.linear import Linear as PygLinear
-from torch_geometric.nn.aggr import Aggregation, MeanAggregation, SumAggregation
 from torch_geometric_deepsets.pool import apply_aggr, set_sizes
 
 ModuleSpec = Union[Sequence[int], torch.nn.Module]
@@ -26,8 +30,9 @@ def build_mlp(spec: ModuleSpec, name: str, act: Union[str, torch.nn.Module,
         if len(spec) < 2 or not all(
                 isinstance(c, int) and not isinstance(c, bool) and c > 0
                 for c in spec):
-            raise ValueError(f"'{name}' as a channel list needs at least two "
-                             f"positive ints [in, ..., out] (got {list(spec)})")
+            raise ValueError(f"'{name}' as a channel list needs at least "
+                             f"two positive ints [in, ..., out] "
+                             f"(got {list(spec)})")
         channels: List[int] = list(spec)
         channels[0] += extra_in_channels
         return MLP(channels, act=act, norm=norm, dropout=dropout)

@@ -17,8 +17,9 @@ from torch_geometric_deepsets.pool import (
 
 
 class DeepSetsEquivariant(torch.nn.Module):
-    r"""A stack of :class:`~torch_geometric_deepsets.PermutationEquivariantLayer`
-    from the `"Deep Sets" <https://arxiv.org/abs/1703.06114>`_ paper, with an
+    r"""A stack of
+    :class:`~torch_geometric_deepsets.PermutationEquivariantLayer` from the
+    `"Deep Sets" <https://arxiv.org/abs/1703.06114>`_ paper, with an
     activation :math:`\sigma` and dropout between the layers:
 
     .. math::
