@@ -222,6 +222,8 @@ def _plot(ax: Any, rows: list, p: float) -> None:
     sizes = [r['size'] for r in rows]
     ax.plot(sizes, [100 * r['accuracy'] for r in rows], 'o-',
             label='Deep Sets')
+    ax.plot(sizes, [100 * r['all_digits_right'] for r in rows], 's:',
+            color='tab:orange', label='every image read right')
     ax.plot(sizes, [100 * r['p_to_the_n'] for r in rows], 'k--',
             label=f'$p^N$, p = {100 * p:.1f} %')
     ax.set_xlabel('set size N')
