@@ -10,6 +10,7 @@ from torch_geometric_deepsets import (
     DeepSetsConditional,
     DeepSetsEquivariant,
     DeepSetsInvariant,
+    DeepSetsPointCloud,
     PermutationEquivariantLayer,
 )
 from torch_geometric_deepsets.training import (
@@ -163,6 +164,7 @@ def test_checkpoint_is_atomic(tmp_path, monkeypatch):
     lambda: DeepSetsConditional(phi=[3, 8], rho=[8, 2], context_channels=2,
                                 fusion='film'),
     lambda: PermutationEquivariantLayer(3, 5, aggr='mean'),
+    lambda: DeepSetsPointCloud(3, num_classes=4, hidden_channels=8),
 ])
 def test_model_state_dict_round_trips_weights_only(tmp_path, make):
     torch.manual_seed(0)
