@@ -78,9 +78,9 @@ def test_nan_stays_in_its_set(reduce):
 @pytest.mark.parametrize('reduce', REDUCE)
 def test_torch_scatter_backend_gives_identical_results(reduce, monkeypatch):
     # Halves are summed exactly in any order, so results must be bitwise equal.
-    # 1000 rows: long sets take the chunked summation path.
-    x = torch.randint(-8, 8, (1000, 4)).float() / 2
-    batch = torch.sort(torch.randint(0, 6, (1000, ))).values
+    # Sets of ~3000 rows take the chunked summation path.
+    x = torch.randint(-8, 8, (20000, 4)).float() / 2
+    batch = torch.sort(torch.randint(0, 6, (20000, ))).values
     ptr = ptr_of(batch, 6)
     grad = torch.randint(-4, 4, (6, 4)).float()
     results = []
