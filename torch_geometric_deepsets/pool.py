@@ -237,8 +237,9 @@ def apply_aggr(aggr: Aggregation, x: Tensor, index: Tensor,
 
     PyG's sum, mean and max go through
     :func:`~torch_geometric_deepsets._kernels.segment_pool` (same values;
-    even-split max gradients, accurate long sums, see there). Other aggregations run as PyG defines
-    them on the non-empty sets only, since several of them fail on empty
+    even-split max gradients, accurate long sums, see there). Other
+    aggregations run as PyG defines them on the non-empty sets only, since
+    several of them fail on empty
     sets (quantiles index out of range after a trailing empty set,
     :func:`~torch_geometric.utils.to_dense_batch` fails without rows), and
     with rows grouped by set where they pad sets densely.
