@@ -43,6 +43,13 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f'must be non-negative (got {value})')
+    return value
+
+
 def add_common_arguments(parser: argparse.ArgumentParser, name: str,
                          steps: int, batch_size: int, lr: float,
                          threads: Optional[int] = None) -> None:

@@ -46,6 +46,7 @@ from torch_geometric_deepsets.experiments._common import (
     one_cycle,
     digit_sum_rows,
     format_table,
+    non_negative_float,
     positive_int,
     predict,
     save_plot,
@@ -85,9 +86,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help='test sets per size (default: 1000)')
     group.add_argument('--hidden', type=positive_int, default=512,
                        help='width of phi (default: 512)')
-    group.add_argument('--dropout', type=float, default=0.5,
+    group.add_argument('--dropout', type=non_negative_float, default=0.5,
                        help='dropout in phi (default: 0.5)')
-    group.add_argument('--weight-decay', type=float, default=1e-2,
+    group.add_argument('--weight-decay', type=non_negative_float,
+                       default=1e-2,
                        help='AdamW weight decay (default: 0.01)')
 
 

@@ -9,9 +9,12 @@ turns the scores into the probability of being the odd one, trained with the
 cross-entropy of the true odd element. The layers are the tied, max-pooled
 form of eq. 23, :math:`\sigma((\mathbf{x}_i - \max_j \mathbf{x}_j)
 \Lambda + \mathbf{b})` (the authors' :obj:`PermEqui1_max`): every element
-is seen relative to the set, which is what an odd-one-out needs. Measured
-on three seeds, it reaches 95-97 % where the untied form of eq. 22 reaches
-90-92 % and mean pooling 84 %.
+is seen relative to the set, which is what an odd-one-out needs (seeds 0/1:
+95.0/97.1 % against 89.8/91.7 % for the untied eq. 22 layers, 84 % with
+mean pooling). Training images get Gaussian pixel noise (:obj:`--noise`):
+the ~1,250 training images are learnt perfectly either way, and without
+noise how well that carries over to unseen images depends on the seed
+(seed 2: 88.5 % without, 96.9 % with).
 """
 import argparse
 import os.path as osp
@@ -32,6 +35,7 @@ from torch_geometric_deepsets.experiments._common import (
     final_evaluation,
     one_cycle,
     format_table,
+    non_negative_float,
     positive_int,
     predict,
     write_results,
@@ -74,6 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument('--tied', action=argparse.BooleanOptionalAction,
                        default=True,
                        help='tied layers, eq. 23 (default: --tied)')
+    group.add_argument('--noise', type=non_negative_float, default=0.1,
+                       help='standard deviation of the Gaussian noise added '
+                       'to training images (default: 0.1)')
 
 
 class AnomalyScorer(nn.Module):
@@ -156,8 +163,13 @@ def run(args: argparse.Namespace, ctx: DistributedContext) -> Outcome:
             start += batch.num_nodes
         return {'accuracy': float(torch.cat(hits).float().mean())}
 
+    def noisy_loss(model: nn.Module, batch: Batch) -> Tensor:
+        if args.noise > 0:
+            batch.x = batch.x + args.noise * torch.randn_like(batch.x)
+        return loss_fn(model, batch)
+
     trainer = Trainer(
-        model, loss_fn, train, steps=args.steps, batch_size=args.batch_size,
+        model, noisy_loss, train, steps=args.steps, batch_size=args.batch_size,
         lr=args.lr, scheduler=lambda opt: one_cycle(opt, args.lr, args.steps),
         evaluate=evaluate, eval_every=max(1, args.steps // 5),
         checkpoint_every=checkpoint_every(args), out_dir=args.out,
@@ -171,6 +183,7 @@ def run(args: argparse.Namespace, ctx: DistributedContext) -> Outcome:
             'hidden': args.hidden,
             'aggr': args.aggr,
             'tied': args.tied,
+            'noise': args.noise,
             'data_seed': args.data_seed,
         })
     summary = trainer.fit()
