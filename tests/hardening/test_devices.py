@@ -19,7 +19,7 @@ def test_cuda_matches_cpu(kind, aggr, layout):
                           shuffle=layout == 'unsorted')
     results = []
     for m, device in ((model, 'cpu'), (gpu, 'cuda')):
-        xi = x.to(device).requires_grad_()
+        xi = x.detach().to(device).requires_grad_()
         b = batch.to(device)
         if layout == 'ptr' and not kind.startswith('conditional'):
             ptr = torch.tensor([0, 5, 5, 6, 46, 49], device=device)
