@@ -214,6 +214,9 @@ def init_distributed(
         device = torch.device(f'cuda:{local_rank}') \
             if torch.cuda.is_available() else torch.device('cpu')
     device = torch.device(device)
+    if device.type == 'cuda' and device.index is None:
+        # A bare 'cuda' means this process's GPU (set_device needs an index).
+        device = torch.device('cuda', local_rank)
     if device.type == 'cuda':
         torch.cuda.set_device(device)
 
