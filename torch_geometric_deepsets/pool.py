@@ -63,8 +63,9 @@ def _check_integer(name: str, value: Tensor) -> None:
 
 def check_x(x: Tensor, name: str = 'x',
             channels: Optional[int] = None) -> None:
-    r"""Raises if :obj:`x` is not a two-dimensional floating-point tensor
-    (of :obj:`channels` columns, where given)."""
+    r"""Raises if :obj:`x` is not a two-dimensional tensor (of
+    :obj:`channels` columns, where given). Any dtype passes: integer tokens
+    are valid elements for a :math:`\phi` that starts with an embedding."""
     if not isinstance(x, Tensor):
         raise TypeError(f"'{name}' must be a torch.Tensor "
                         f"(got {type(x).__name__})")

@@ -162,3 +162,16 @@ def test_plug_in_estimate_is_consistent(tmp_path):
                                  dim=4)
     # Its error shrinks like 1 / M with the set size M.
     assert plug_in_mse(large) < 1e-3 < plug_in_mse(small)
+
+
+@pytest.mark.parametrize('argv', [['--help'], ['digit_sum_text', '--help'],
+                                  ['digit_sum_images', '--help'],
+                                  ['population_statistics', '--help'],
+                                  ['set_anomaly', '--help']])
+def test_help_pages_render(argv, capsys):
+    from torch_geometric_deepsets.experiments.cli import main
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith('usage:') and '%%' not in out

@@ -34,7 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest='experiment', metavar='NAME',
                                 required=True)
     for name, module in EXPERIMENTS.items():
-        module.add_arguments(sub.add_parser(name, help=module.HELP,
+        # argparse %-formats help strings (not descriptions).
+        module.add_arguments(sub.add_parser(name,
+                                            help=module.HELP.replace('%',
+                                                                     '%%'),
                                             description=module.HELP))
     return parser
 
