@@ -7,7 +7,8 @@ import torch
 from torch_geometric_deepsets.datasets import PopulationStatistics
 from torch_geometric_deepsets.experiments import EXPERIMENTS, main
 from torch_geometric_deepsets.experiments.population_statistics import (
-    plug_in_mse, )
+    plug_in_mse,
+)
 from torch_geometric_deepsets.experiments.set_anomaly import set_log_softmax
 
 from ..datasets.test_digits import fake_mnist
