@@ -1,7 +1,6 @@
 r"""Set anomaly detection (Section 4.3 of the `"Deep Sets"
 <https://arxiv.org/abs/1703.06114>`_ paper) with digit images in place of
 CelebA faces."""
-import os.path as osp
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
@@ -13,7 +12,11 @@ from torch_geometric_deepsets.datasets.base import (
     check_int,
     check_split,
 )
-from torch_geometric_deepsets.datasets.digits import SOURCES, load_digit_images
+from torch_geometric_deepsets.datasets.digits import (
+    check_source,
+    load_digit_images,
+    source_params,
+)
 
 DEFAULT_NUM_SETS = {'train': 40_000, 'test': 2_000}
 
@@ -73,23 +76,17 @@ class SetAnomaly(SyntheticSetDataset):
                                   else num_sets, 1)
         # With two elements neither is "the odd one".
         self.set_size = check_int('set_size', set_size, 3)
-        if source not in SOURCES:
-            raise ValueError(f"'source' must be one of {SOURCES} "
-                             f"(got {source!r})")
-        self.source = source
+        self.source = check_source(source)
         self.mnist_root = mnist_root
         super().__init__(root, split, seed, transform, pre_transform,
                          force_reload)
 
     def params(self) -> Dict[str, Any]:
-        params: Dict[str, Any] = {
+        return {
             'num_sets': self.num_sets,
             'set_size': self.set_size,
-            'source': self.source,
+            **source_params(self.source, self.mnist_root),
         }
-        if self.mnist_root is not None:
-            params['mnist_root'] = osp.abspath(str(self.mnist_root))
-        return params
 
     def generate(
         self, rng: np.random.Generator

@@ -1,7 +1,6 @@
 r"""The digit-sum datasets of the `"Deep Sets"
 <https://arxiv.org/abs/1703.06114>`_ paper (Section 4.1.1): the target of a
 set of digits is their sum."""
-import os.path as osp
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
@@ -15,7 +14,11 @@ from torch_geometric_deepsets.datasets.base import (
     check_split,
     cycle_sizes,
 )
-from torch_geometric_deepsets.datasets.digits import SOURCES, load_digit_images
+from torch_geometric_deepsets.datasets.digits import (
+    check_source,
+    load_digit_images,
+    source_params,
+)
 
 #: Defaults per split: the paper trains on sets of at most 10 digits and
 #: tests on sizes 5..100 (text) or 5..50 (images).
@@ -159,23 +162,17 @@ class DigitSumImages(SyntheticSetDataset):
                                   else num_sets, 1)
         self.sizes = check_sizes('sizes', default_sizes if sizes is None else
                                  sizes)
-        if source not in SOURCES:
-            raise ValueError(f"'source' must be one of {SOURCES} "
-                             f"(got {source!r})")
-        self.source = source
+        self.source = check_source(source)
         self.mnist_root = mnist_root
         super().__init__(root, split, seed, transform, pre_transform,
                          force_reload)
 
     def params(self) -> Dict[str, Any]:
-        params: Dict[str, Any] = {
+        return {
             'num_sets': self.num_sets,
             'sizes': self.sizes,
-            'source': self.source,
+            **source_params(self.source, self.mnist_root),
         }
-        if self.mnist_root is not None:
-            params['mnist_root'] = osp.abspath(str(self.mnist_root))
-        return params
 
     def generate(
         self, rng: np.random.Generator

@@ -3,7 +3,7 @@ set anomaly datasets: scikit-learn's bundled 8x8 digits (no download) or
 MNIST read from a local copy."""
 import gzip
 import os.path as osp
-from typing import Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -90,6 +90,23 @@ def _mnist_digits(root: str, split: str) -> Tuple[Tensor, Tensor]:
     return torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
 
 
+def check_source(source: str) -> str:
+    r"""Returns :obj:`source` if it names a digit-image source."""
+    if source not in SOURCES:
+        raise ValueError(f"'source' must be one of {SOURCES} "
+                         f"(got {source!r})")
+    return source
+
+
+def source_params(source: str, mnist_root: Optional[str]) -> Dict[str, Any]:
+    r"""The parameters that identify a dataset's images (for its cache
+    key): the source and, where given, the absolute MNIST root."""
+    params: Dict[str, Any] = {'source': source}
+    if mnist_root is not None:
+        params['mnist_root'] = osp.abspath(str(mnist_root))
+    return params
+
+
 def load_digit_images(
     split: str = 'train',
     source: str = 'sklearn',
@@ -117,10 +134,7 @@ def load_digit_images(
     """
     if split not in _MNIST_FILES:
         raise ValueError(f"'split' must be 'train' or 'test' (got {split!r})")
-    if source not in SOURCES:
-        raise ValueError(f"'source' must be one of {SOURCES} "
-                         f"(got {source!r})")
-    if source == 'sklearn':
+    if check_source(source) == 'sklearn':
         if mnist_root is not None:
             raise ValueError("'mnist_root' is only used with "
                              "source='mnist'")
