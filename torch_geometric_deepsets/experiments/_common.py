@@ -14,6 +14,7 @@ from torch_geometric.data import Batch, Dataset
 from torch_geometric_deepsets.training import (
     DistributedContext,
     SetLoader,
+    Trainer,
     main_process_first,
     write_json,
 )
@@ -103,6 +104,51 @@ def one_cycle(optimizer: torch.optim.Optimizer, max_lr: float,
 
 def checkpoint_every(args: argparse.Namespace) -> int:
     return args.checkpoint_every or max(1, args.steps // 10)
+
+
+def make_trainer(args: argparse.Namespace, ctx: DistributedContext,
+                 model: torch.nn.Module, loss_fn: Callable, dataset: Any,
+                 config: Dict[str, Any], **kwargs: Any) -> Trainer:
+    r"""A :class:`Trainer` with the options every experiment takes from the
+    command line (steps, batch size, learning rate with :func:`one_cycle`,
+    checkpoints, resume, seed, progress, logging); :obj:`config` names the
+    experiment under :obj:`"experiment"`, and :obj:`kwargs` (a different
+    :obj:`out_dir`, :obj:`batch_size` or :obj:`desc`, an optimizer, an
+    evaluation hook) override or extend the defaults."""
+    options: Dict[str, Any] = dict(
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+        scheduler=lambda opt: one_cycle(opt, args.lr, args.steps),
+        checkpoint_every=checkpoint_every(args), out_dir=args.out,
+        resume=not args.fresh, seed=args.seed, dist=ctx,
+        progress=not args.no_progress, log_every=args.log_every,
+        desc=config['experiment'],
+        config={**config, 'data_seed': args.data_seed})
+    options.update(kwargs)
+    return Trainer(model, loss_fn, dataset, **options)
+
+
+def run_summary(trainer: Trainer, summary: Dict[str, Any]
+                ) -> Dict[str, Any]:
+    r"""The head of every experiment's :obj:`results.json`: what ran, for
+    how long, and where the training loss ended."""
+    return {
+        'experiment': trainer.config['experiment'],
+        'config': trainer.config,
+        'steps': trainer.step,
+        'train_time_s': round(trainer.elapsed, 2),
+        'final_train_loss': summary['loss'],
+    }
+
+
+def add_image_source_arguments(group: Any) -> None:
+    r"""The :obj:`--source` / :obj:`--mnist-root` options of the
+    experiments on digit images."""
+    group.add_argument('--source', choices=['sklearn', 'mnist'],
+                       default='sklearn',
+                       help='the digit images (default: sklearn)')
+    group.add_argument('--mnist-root', default=None,
+                       help='local torchvision MNIST root, for --source '
+                       'mnist (never downloaded)')
 
 
 def build_datasets(ctx: DistributedContext,

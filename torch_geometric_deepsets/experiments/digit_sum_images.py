@@ -40,22 +40,22 @@ from torch_geometric_deepsets.datasets import (
 from torch_geometric_deepsets.experiments._common import (
     Outcome,
     add_common_arguments,
+    add_image_source_arguments,
     build_datasets,
-    checkpoint_every,
     digit_sum_rows,
     final_evaluation,
     format_table,
+    make_trainer,
     non_negative_float,
-    one_cycle,
     positive_int,
     predict,
+    run_summary,
     save_plot,
     write_results,
 )
 from torch_geometric_deepsets.models import DeepSetsInvariant
 from torch_geometric_deepsets.training import (
     DistributedContext,
-    Trainer,
     seed_everything,
 )
 
@@ -68,12 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser, NAME, steps=4000, batch_size=64, lr=3e-3,
                          threads=1)
     group = parser.add_argument_group(NAME)
-    group.add_argument('--source', choices=['sklearn', 'mnist'],
-                       default='sklearn',
-                       help='the digit images (default: sklearn)')
-    group.add_argument('--mnist-root', default=None,
-                       help='local torchvision MNIST root, for --source '
-                       'mnist (never downloaded)')
+    add_image_source_arguments(group)
     group.add_argument('--num-train', type=positive_int, default=20_000,
                        help='training sets (default: 20000)')
     group.add_argument('--train-max-size', type=positive_int, default=10,
@@ -162,24 +157,16 @@ def run(args: argparse.Namespace, ctx: DistributedContext) -> Outcome:
                 all_right[sizes == row['size']].mean())
         return {'per_digit_accuracy': p, 'per_size': rows}
 
-    trainer = Trainer(
-        model, loss_fn, train, steps=args.steps, batch_size=args.batch_size,
-        lr=args.lr, optimizer=lambda params: torch.optim.AdamW(
-            params, lr=args.lr, weight_decay=args.weight_decay),
-        scheduler=lambda opt: one_cycle(opt, args.lr, args.steps),
-        checkpoint_every=checkpoint_every(args),
-        out_dir=args.out, resume=not args.fresh, seed=args.seed, dist=ctx,
-        progress=not args.no_progress,
-        log_every=args.log_every, desc=NAME, config={
-            'experiment': NAME,
-            'source': args.source,
-            'num_train': args.num_train,
-            'train_max_size': args.train_max_size,
-            'hidden': args.hidden,
-            'dropout': args.dropout,
-            'weight_decay': args.weight_decay,
-            'data_seed': args.data_seed,
-        })
+    trainer = make_trainer(args, ctx, model, loss_fn, train, {
+        'experiment': NAME,
+        'source': args.source,
+        'num_train': args.num_train,
+        'train_max_size': args.train_max_size,
+        'hidden': args.hidden,
+        'dropout': args.dropout,
+        'weight_decay': args.weight_decay,
+    }, optimizer=lambda params: torch.optim.AdamW(
+        params, lr=args.lr, weight_decay=args.weight_decay))
     summary = trainer.fit()
 
     results = None
@@ -187,11 +174,7 @@ def run(args: argparse.Namespace, ctx: DistributedContext) -> Outcome:
         ev = final_evaluation(model, evaluate)
         rows, p = ev['per_size'], ev['per_digit_accuracy']
         results = {
-            'experiment': NAME,
-            'config': trainer.config,
-            'steps': trainer.step,
-            'train_time_s': round(trainer.elapsed, 2),
-            'final_train_loss': summary['loss'],
+            **run_summary(trainer, summary),
             'per_digit_accuracy': p,
             'max_gap_to_p_to_the_n': max(
                 abs(r['accuracy'] - r['p_to_the_n']) for r in rows),

@@ -22,20 +22,19 @@ from torch_geometric_deepsets.experiments._common import (
     Outcome,
     add_common_arguments,
     build_datasets,
-    checkpoint_every,
     digit_sum_rows,
     final_evaluation,
     format_table,
-    one_cycle,
+    make_trainer,
     positive_int,
     predict,
+    run_summary,
     save_plot,
     write_results,
 )
 from torch_geometric_deepsets.models import DeepSetsInvariant
 from torch_geometric_deepsets.training import (
     DistributedContext,
-    Trainer,
     seed_everything,
 )
 
@@ -106,31 +105,20 @@ def run(args: argparse.Namespace, ctx: DistributedContext) -> Outcome:
         sizes = torch.cat([b.ptr.diff() for b in batches])
         return {'per_size': digit_sum_rows(pred, target, sizes)}
 
-    trainer = Trainer(
-        model, loss_fn, train, steps=args.steps, batch_size=args.batch_size,
-        lr=args.lr, scheduler=lambda opt: one_cycle(opt, args.lr, args.steps),
-        checkpoint_every=checkpoint_every(args),
-        out_dir=args.out, resume=not args.fresh, seed=args.seed, dist=ctx,
-        progress=not args.no_progress,
-        log_every=args.log_every, desc=NAME, config={
-            'experiment': NAME,
-            'num_train': args.num_train,
-            'train_max_size': args.train_max_size,
-            'embedding_dim': args.embedding_dim,
-            'hidden': args.hidden,
-            'data_seed': args.data_seed,
-        })
+    trainer = make_trainer(args, ctx, model, loss_fn, train, {
+        'experiment': NAME,
+        'num_train': args.num_train,
+        'train_max_size': args.train_max_size,
+        'embedding_dim': args.embedding_dim,
+        'hidden': args.hidden,
+    })
     summary = trainer.fit()
 
     results = None
     if ctx.is_main:
         rows = final_evaluation(model, evaluate)['per_size']
         results = {
-            'experiment': NAME,
-            'config': trainer.config,
-            'steps': trainer.step,
-            'train_time_s': round(trainer.elapsed, 2),
-            'final_train_loss': summary['loss'],
+            **run_summary(trainer, summary),
             'min_accuracy': min(r['accuracy'] for r in rows),
             'per_size': rows,
         }

@@ -28,10 +28,9 @@ from torch_geometric_deepsets.experiments._common import (
     Outcome,
     add_common_arguments,
     build_datasets,
-    checkpoint_every,
     final_evaluation,
     format_table,
-    one_cycle,
+    make_trainer,
     positive_int,
     predict,
     save_plot,
@@ -40,7 +39,6 @@ from torch_geometric_deepsets.experiments._common import (
 from torch_geometric_deepsets.models import DeepSetsInvariant
 from torch_geometric_deepsets.training import (
     DistributedContext,
-    Trainer,
     seed_everything,
 )
 
@@ -131,22 +129,15 @@ def run(args: argparse.Namespace, ctx: DistributedContext) -> Outcome:
 
         seed_everything(args.seed)
         model = build_model(pool.num_features, args.hidden)
-        trainer = Trainer(
-            model, loss_fn, train, steps=args.steps,
-            batch_size=min(args.batch_size, n), lr=args.lr,
-            scheduler=lambda opt: one_cycle(opt, args.lr, args.steps),
-            checkpoint_every=checkpoint_every(args),
-            out_dir=osp.join(args.out, f'n{n}'), resume=not args.fresh,
-            seed=args.seed, dist=ctx, progress=not args.no_progress,
-            log_every=args.log_every, desc=f'{NAME} n={n}', config={
-                'experiment': NAME,
-                'task': args.task,
-                'dim': pool.dim,
-                'min_size': args.min_size,
-                'max_size': args.max_size,
-                'hidden': args.hidden,
-                'data_seed': args.data_seed,
-            })
+        trainer = make_trainer(args, ctx, model, loss_fn, train, {
+            'experiment': NAME,
+            'task': args.task,
+            'dim': pool.dim,
+            'min_size': args.min_size,
+            'max_size': args.max_size,
+            'hidden': args.hidden,
+        }, batch_size=min(args.batch_size, n),
+            out_dir=osp.join(args.out, f'n{n}'), desc=f'{NAME} n={n}')
         summary = trainer.fit()
         models[f'n{n}'] = model
         if ctx.is_main:

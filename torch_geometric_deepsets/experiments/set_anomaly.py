@@ -30,20 +30,20 @@ from torch_geometric_deepsets.datasets import SetAnomaly
 from torch_geometric_deepsets.experiments._common import (
     Outcome,
     add_common_arguments,
+    add_image_source_arguments,
     build_datasets,
-    checkpoint_every,
     final_evaluation,
     format_table,
+    make_trainer,
     non_negative_float,
-    one_cycle,
     positive_int,
     predict,
+    run_summary,
     write_results,
 )
 from torch_geometric_deepsets.models import DeepSetsEquivariant
 from torch_geometric_deepsets.training import (
     DistributedContext,
-    Trainer,
     seed_everything,
 )
 
@@ -56,12 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser, NAME, steps=6000, batch_size=32, lr=1e-3,
                          threads=1)
     group = parser.add_argument_group(NAME)
-    group.add_argument('--source', choices=['sklearn', 'mnist'],
-                       default='sklearn',
-                       help='the digit images (default: sklearn)')
-    group.add_argument('--mnist-root', default=None,
-                       help='local torchvision MNIST root, for --source '
-                       'mnist (never downloaded)')
+    add_image_source_arguments(group)
     # More sets (new combinations of the same ~1,250 training images) fight
     # overfitting: 10k sets and 3k steps gave 83-94 % over three seeds.
     group.add_argument('--num-train', type=positive_int, default=40_000,
@@ -168,35 +163,23 @@ def run(args: argparse.Namespace, ctx: DistributedContext) -> Outcome:
             batch.x = batch.x + args.noise * torch.randn_like(batch.x)
         return loss_fn(model, batch)
 
-    trainer = Trainer(
-        model, noisy_loss, train, steps=args.steps, batch_size=args.batch_size,
-        lr=args.lr, scheduler=lambda opt: one_cycle(opt, args.lr, args.steps),
-        evaluate=evaluate, eval_every=max(1, args.steps // 5),
-        checkpoint_every=checkpoint_every(args), out_dir=args.out,
-        resume=not args.fresh, seed=args.seed, dist=ctx,
-        progress=not args.no_progress,
-        log_every=args.log_every, desc=NAME, config={
-            'experiment': NAME,
-            'source': args.source,
-            'num_train': args.num_train,
-            'set_size': args.set_size,
-            'hidden': args.hidden,
-            'aggr': args.aggr,
-            'tied': args.tied,
-            'noise': args.noise,
-            'data_seed': args.data_seed,
-        })
+    trainer = make_trainer(args, ctx, model, noisy_loss, train, {
+        'experiment': NAME,
+        'source': args.source,
+        'num_train': args.num_train,
+        'set_size': args.set_size,
+        'hidden': args.hidden,
+        'aggr': args.aggr,
+        'tied': args.tied,
+        'noise': args.noise,
+    }, evaluate=evaluate, eval_every=max(1, args.steps // 5))
     summary = trainer.fit()
 
     results = None
     if ctx.is_main:
         acc = final_evaluation(model, evaluate)['accuracy']
         results = {
-            'experiment': NAME,
-            'config': trainer.config,
-            'steps': trainer.step,
-            'train_time_s': round(trainer.elapsed, 2),
-            'final_train_loss': summary['loss'],
+            **run_summary(trainer, summary),
             'accuracy': acc,
             'chance': 1.0 / args.set_size,
             'evals': trainer.evals,
