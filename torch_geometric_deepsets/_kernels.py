@@ -36,6 +36,15 @@ def _rows(src: Tensor, index: Tensor) -> Tensor:
     return src.index_select(0, index)
 
 
+def set_counts(index: Tensor, ptr: Optional[Tensor],
+               dim_size: int) -> Tensor:
+    r"""Number of rows of each set, shape :math:`[B]`, from :obj:`ptr` where
+    given, else from the set id of every row."""
+    if ptr is not None:
+        return ptr[1:] - ptr[:-1]
+    return torch.bincount(index, minlength=dim_size)
+
+
 def use_torch_scatter() -> bool:
     r"""Whether the optional :mod:`torch_scatter` backend is used."""
     return bool(torch_geometric.typing.WITH_TORCH_SCATTER)
@@ -85,7 +94,7 @@ def _sorted_view(x: Tensor, index: Tensor, ptr: Optional[Tensor],
     on_cpu = x.device.type == 'cpu'
     if not on_cpu and not torch.are_deterministic_algorithms_enabled():
         return x, None  # GPU atomics scatter fast; a sortedness check syncs
-    counts = torch.bincount(index, minlength=dim_size)
+    counts = set_counts(index, None, dim_size)
     ptr = torch.zeros(dim_size + 1, dtype=torch.long, device=x.device)
     torch.cumsum(counts, 0, out=ptr[1:])
     # On the CPU, sort only when needed; on a GPU in deterministic mode,
@@ -106,8 +115,7 @@ def _needs_chunks(x: Tensor, index: Tensor, ptr: Optional[Tensor],
         # Reading the largest set size would sync the device: chunk whenever
         # ptr makes it cheap, and leave atomics to index-only input.
         return ptr is not None
-    counts = ptr[1:] - ptr[:-1] if ptr is not None else torch.bincount(
-        index, minlength=dim_size)
+    counts = set_counts(index, ptr, dim_size)
     return counts.numel() > 0 and int(counts.max()) > LONG_SET
 
 
@@ -145,10 +153,7 @@ def segment_max(x: Tensor, index: Tensor, dim_size: int) -> Tensor:
 
 def _count(x: Tensor, index: Tensor, ptr: Optional[Tensor],
            dim_size: int) -> Tensor:
-    if ptr is not None:
-        counts = ptr[1:] - ptr[:-1]
-    else:
-        counts = torch.bincount(index, minlength=dim_size)
+    counts = set_counts(index, ptr, dim_size)
     return counts.to(x.dtype).clamp_(min=1).unsqueeze(-1)
 
 
@@ -159,8 +164,7 @@ def _has_ties(is_max: Tensor, index: Tensor, ptr: Optional[Tensor],
     the mask; on a GPU the count would sync, so ties are always assumed."""
     if is_max.device.type != 'cpu':
         return True
-    counts = ptr[1:] - ptr[:-1] if ptr is not None else torch.bincount(
-        index, minlength=dim_size)
+    counts = set_counts(index, ptr, dim_size)
     pairs = int((counts > 0).sum()) * is_max.size(1)
     return int(torch.count_nonzero(is_max)) != pairs
 

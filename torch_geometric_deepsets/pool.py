@@ -30,7 +30,11 @@ from torch_geometric.nn.aggr import (
     SumAggregation,
 )
 from torch_geometric.nn.resolver import aggregation_resolver
-from torch_geometric_deepsets._kernels import gather_sets, segment_pool
+from torch_geometric_deepsets._kernels import (
+    gather_sets,
+    segment_pool,
+    set_counts,
+)
 
 AggrType = Union[str, List[str], Aggregation, List[Aggregation], None]
 
@@ -251,11 +255,7 @@ def apply_aggr(aggr: Aggregation, x: Tensor, index: Tensor,
     if torch.compiler.is_compiling():
         return aggr(x, index, ptr=ptr, dim_size=dim_size)
 
-    if ptr is not None:
-        counts = ptr[1:] - ptr[:-1]
-    else:
-        counts = torch.bincount(index, minlength=dim_size)
-    nonempty = counts > 0
+    nonempty = set_counts(index, ptr, dim_size) > 0
     if x.size(0) > 0 and bool(nonempty.all()):
         if ptr is None and _needs_sorted_index(aggr):
             # The order of rows inside a set does not matter to these.
@@ -336,8 +336,6 @@ def broadcast(pooled: Tensor, x: Tensor, batch: Optional[Tensor],
 def set_sizes(x: Tensor, batch: Optional[Tensor], ptr: Optional[Tensor],
               dim_size: int) -> Tensor:
     r"""Number of elements of each set, shape :math:`[B]`."""
-    if ptr is not None:
-        return ptr[1:] - ptr[:-1]
-    if batch is None:
+    if batch is None and ptr is None:
         return torch.full((1, ), x.size(0), dtype=torch.long, device=x.device)
-    return torch.bincount(batch, minlength=dim_size)
+    return set_counts(element_index(x, batch, ptr), ptr, dim_size)

@@ -4,6 +4,7 @@ import torch
 from torch import Tensor
 from torch.nn import Dropout, Linear
 
+from torch_geometric.nn.inits import reset
 from torch_geometric.nn.resolver import activation_resolver
 from torch_geometric_deepsets.models.equivariant import DeepSetsEquivariant
 from torch_geometric_deepsets.pool import AggrType, pooled_channels
@@ -107,9 +108,7 @@ class DeepSetsPointCloud(torch.nn.Module):
     def reset_parameters(self) -> None:
         r"""Resets all learnable parameters of the module."""
         self.encoder.reset_parameters()
-        for module in self.head:
-            if hasattr(module, 'reset_parameters'):
-                module.reset_parameters()
+        reset(self.head)
 
     def forward(
         self,
