@@ -6,9 +6,9 @@ What they add over PyG's :meth:`Aggregation.reduce` (measured on an idle
 2-core CPU, 65k rows x 128, see ``benchmarks/``):
 
 * the max backward splits the gradient evenly between tied maxima, like
-  :func:`torch.amax`, so :func:`torch.autograd.gradcheck` holds at ties,
-  and it is ~4x faster than the backward of PyG's
-  :meth:`Tensor.scatter_reduce_`;
+  :func:`torch.amax`, so :func:`torch.autograd.gradcheck` holds at ties;
+  max pooling forward + backward took 13.9 ms against 55.7 ms for PyG's
+  scatter (whose :meth:`Tensor.scatter_reduce_` backward dominates);
 * sets longer than :data:`LONG_SET` rows are summed in chunks combined in
   float64: a plain float32 sum of a million values near 1000 drifted by 1 %;
 * sums of ordinary sets use :meth:`Tensor.index_add_`, as fast as PyG's
@@ -144,8 +144,8 @@ def segment_sum(x: Tensor, index: Tensor, ptr: Optional[Tensor],
 
 def segment_max(x: Tensor, index: Tensor, dim_size: int) -> Tensor:
     r"""Per-set maximum (0 for empty sets; no autograd). A scatter with
-    :obj:`include_self=False` measured as fast as a copy on the CPU, faster
-    than both segment implementations."""
+    :obj:`include_self=False` measured as fast as a copy of :obj:`x` on the
+    CPU (1.3 ms against 1.6 ms at 65k x 128, 2 threads)."""
     out = x.new_zeros(dim_size, x.size(1))
     return out.scatter_reduce_(0, index.view(-1, 1).expand_as(x), x,
                                reduce='amax', include_self=False)
