@@ -328,7 +328,7 @@ def broadcast(pooled: Tensor, x: Tensor, batch: Optional[Tensor],
     if torch.jit.is_scripting():
         return pooled.index_select(0, index)
     else:
-        if torch.compiler.is_compiling() or pooled.dim() != 2:
+        if torch.compiler.is_compiling():
             return pooled.index_select(0, index)
         return gather_sets(pooled, index, ptr)
 
