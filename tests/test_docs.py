@@ -13,6 +13,8 @@ import sys
 
 import pytest
 
+from tests.torchrun import run_torchrun
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DOCS = osp.join(ROOT, 'docs')
 
@@ -75,8 +77,7 @@ def test_distributed_guide_script_under_torchrun(tmp_path):
             not torch.distributed.is_gloo_available():
         pytest.skip('torch.distributed with gloo is not available')
     script = osp.join(DOCS, 'howto', 'train_ddp.py')
-    code, output = _run(['-m', 'torch.distributed.run', '--standalone',
-                         '--nproc_per_node=2', script], cwd=tmp_path)
+    code, output = run_torchrun([script], env=_env(), cwd=str(tmp_path))
     if code != 0:
         print(output)
     assert code == 0, f'torchrun failed (exit {code}); output above'

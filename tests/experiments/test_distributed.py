@@ -1,20 +1,12 @@
 import json
 import os
-import socket
-import subprocess
-import sys
 
 import torch
 
+from tests.torchrun import run_torchrun
 from torch_geometric_deepsets.experiments import main
 
 WORKER = os.path.join(os.path.dirname(__file__), 'ddp_worker.py')
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def args(tmp_path, out, batch_size):
@@ -29,16 +21,10 @@ def args(tmp_path, out, batch_size):
 
 
 def test_torchrun_two_cpu_processes(tmp_path):
-    cmd = [
-        sys.executable, '-m', 'torch.distributed.run', '--nnodes=1',
-        '--nproc_per_node=2', '--master_addr=127.0.0.1',
-        f'--master_port={free_port()}', WORKER, *args(tmp_path, 'ddp', 16)
-    ]
-    env = dict(os.environ, DDP_TEST_DIR=str(tmp_path), OMP_NUM_THREADS='1',
-               GLOO_SOCKET_IFNAME='lo')
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
-                          timeout=180)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    env = dict(os.environ, DDP_TEST_DIR=str(tmp_path))
+    code, output = run_torchrun([WORKER, *args(tmp_path, 'ddp', 16)],
+                                env=env)
+    assert code == 0, output[-6000:]
 
     # Both ranks end with bitwise the same parameters...
     rank0 = torch.load(tmp_path / 'rank0.pt', weights_only=True)

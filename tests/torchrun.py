@@ -1,0 +1,39 @@
+r"""Launching ``torchrun`` from tests: on 127.0.0.1 with a free port and
+gloo bound to the loopback interface (resolving the host name can pick an
+interface the processes cannot reach, and gloo then waits forever), and the
+whole process group killed on a timeout, so no worker outlives its test."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+from typing import Dict, List, Optional, Tuple
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def run_torchrun(script_and_args: List[str], nproc: int = 2,
+                 env: Optional[Dict[str, str]] = None,
+                 cwd: Optional[str] = None,
+                 timeout: float = 180) -> Tuple[int, str]:
+    r"""Runs :obj:`script_and_args` under ``torchrun`` with :obj:`nproc`
+    local processes; returns the exit code and the combined output."""
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nnodes=1',
+           f'--nproc_per_node={nproc}', '--master_addr=127.0.0.1',
+           f'--master_port={free_port()}', *script_and_args]
+    env = dict(os.environ if env is None else env, GLOO_SOCKET_IFNAME='lo',
+               OMP_NUM_THREADS='1')
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        return -1, f'timed out after {timeout} s\n{out}'
+    return proc.returncode, out
