@@ -48,6 +48,51 @@ def test_max_gradient_splits_evenly_between_ties():
                                              [0.5, 0.0], [1.0, 1.0]]))
 
 
+def amax_reference_grad(x, batch, num_sets, grad):
+    r"""Gradient of every set's :func:`torch.amax` (the even tie split),
+    set by set in float64."""
+    expected = torch.zeros(x.shape, dtype=torch.float64)
+    for s in range(num_sets):
+        rows = x[batch == s].double().requires_grad_()
+        if rows.numel() > 0:
+            rows.amax(0).backward(grad[s].double())
+            expected[batch == s] = rows.grad
+    return expected
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16,
+                                   torch.float64])
+@pytest.mark.parametrize('layout', ['ptr', 'unsorted'])
+@pytest.mark.parametrize('with_ties', [False, True])
+def test_blocked_max_backward_matches_amax(dtype, layout, with_ties,
+                                           monkeypatch):
+    import torch_geometric_deepsets._kernels as kernels
+
+    # Blocks of 2-3 rows, so that sets and runs of ties cross block bounds.
+    monkeypatch.setattr(kernels, 'BLOCK_BYTES', 3 * 5 * 8 - 1)
+    sizes = [4, 0, 1, 9, 300, 2, 0]
+    x, batch = make_batch(sizes, 5, shuffle=layout == 'unsorted')
+    if with_ties:
+        x = x.round()  # many exact ties, 300 of them where a set is all 0
+        x[batch == 4, 2] = 0.0
+    x = x.to(dtype)
+    ptr = ptr_of(batch, len(sizes)) if layout == 'ptr' else None
+    grad = torch.randn(len(sizes), 5).to(dtype)
+    xi = x.clone().requires_grad_()
+    out = segment_pool(xi, batch, ptr, len(sizes), 'max')
+    out.backward(grad)
+    expected = amax_reference_grad(x, batch, len(sizes), grad)
+    tol = 1e-12 if dtype == torch.float64 else 1e-2
+    assert xi.grad.dtype == dtype
+    assert torch.allclose(xi.grad.double(), expected, rtol=tol, atol=tol)
+    # Every set's gradient sums back to its output gradient (0 when empty).
+    per_set = torch.zeros(len(sizes), 5, dtype=torch.float64).index_add_(
+        0, batch, xi.grad.double())
+    nonempty = torch.tensor(sizes) > 0
+    assert torch.allclose(per_set[nonempty], grad[nonempty].double(),
+                          rtol=tol, atol=tol)
+
+
 @pytest.mark.parametrize('reduce', REDUCE)
 @withDevice
 def test_gradcheck_with_empty_sets_and_ties(reduce, device):

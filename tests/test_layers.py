@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import AGGRS, make_batch
 from tests.strategies import set_sizes
+from torch_geometric.utils import scatter
 from torch_geometric_deepsets import PermutationEquivariantLayer, from_dense
 from torch_geometric_deepsets.testing import assert_permutation_equivariant
 
@@ -176,3 +177,35 @@ def test_bad_input():
         layer(torch.randn(4, 3), torch.tensor([0.0, 0.0, 1.0, 1.0]))
     with pytest.raises(ValueError, match="'ptr' must start at 0 and end"):
         layer(torch.randn(4, 3), ptr=torch.tensor([0, 2, 3]))
+
+
+@pytest.mark.parametrize('aggr', ['sum', 'mean', 'max'])
+@pytest.mark.parametrize('tied', [False, True])
+@pytest.mark.parametrize('bias', [False, True])
+def test_matches_plain_formula_with_gradients(aggr, tied, bias):
+    # The layer adds x Λ in place into the gathered set rows b - p Γ; this
+    # checks that against eq. 22 / 23 written with plain tensor operations,
+    # for the output and every gradient, with an empty set.
+    torch.manual_seed(0)
+    layer = PermutationEquivariantLayer(3, 4, aggr=aggr, tied=tied,
+                                        bias=bias).double()
+    x, batch = make_batch([3, 0, 1, 5], 3, dtype=torch.float64)
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out = layer(x1, batch, dim_size=4)
+
+    weights = [p.detach().clone().requires_grad_()
+               for p in layer.parameters()]
+    lam = weights[0]
+    gamma = lam if tied else weights[-1]
+    pooled = scatter(x2, batch, 0, 4, aggr)
+    expected = x2 @ lam.t() - (pooled @ gamma.t())[batch]
+    if bias:
+        expected = expected + weights[1]
+    assert torch.allclose(out, expected, atol=1e-12)
+
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    expected.backward(grad)
+    assert torch.allclose(x1.grad, x2.grad, atol=1e-12)
+    for p, ref in zip(layer.parameters(), weights):
+        assert torch.allclose(p.grad, ref.grad, atol=1e-12)

@@ -142,12 +142,28 @@ class PermutationEquivariantLayer(torch.nn.Module):
             pooled = apply_aggr(self.aggr_module, x, index, ptr, dim_size)
         if self.lin_pool is None:
             # (x - p) Λ + b = x Λ + b - p Λ: multiply the B pooled rows, not N.
-            pooled = torch.nn.functional.linear(pooled, self.lin.weight)
+            shift = torch.nn.functional.linear(pooled, self.lin.weight)
         else:
-            pooled = self.lin_pool(pooled)
-        # In place: saves one [N, F_out] buffer (the product is not needed
-        # for its own backward).
-        return self.lin(x).sub_(broadcast(pooled, x, index, ptr))
+            shift = self.lin_pool(pooled)
+        if torch.jit.is_scripting():
+            return self.lin(x).sub_(shift.index_select(0, index))
+        return self._combine(x, shift, index, ptr)
+
+    @torch.jit.unused
+    def _combine(self, x: Tensor, shift: Tensor, index: Tensor,
+                 ptr: Optional[Tensor]) -> Tensor:
+        r""":math:`\mathbf{x}_i \mathbf{\Lambda} + \mathbf{b} -
+        \mathbf{s}_{S(i)}` for the set rows :math:`\mathbf{s}`."""
+        if (torch.compiler.is_compiling()
+                or torch.is_autocast_enabled(x.device.type)):
+            return self.lin(x).sub_(broadcast(shift, x, index, ptr))
+        # b - s is formed per set and gathered to the elements; the GEMM
+        # then adds x Λ into that buffer in place: one [N, F_out] buffer and
+        # no separate subtraction pass. (Under autocast the GEMM would get
+        # other dtypes than the buffer, so it takes the path above.)
+        bias = self.lin.bias
+        shift = shift.neg() if bias is None else torch.sub(bias, shift)
+        return broadcast(shift, x, index, ptr).addmm_(x, self.lin.weight.t())
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.in_channels}, '
