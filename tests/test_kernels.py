@@ -64,12 +64,17 @@ def amax_reference_grad(x, batch, num_sets, grad):
                                    torch.float64])
 @pytest.mark.parametrize('layout', ['ptr', 'unsorted'])
 @pytest.mark.parametrize('with_ties', [False, True])
-def test_blocked_max_backward_matches_amax(dtype, layout, with_ties,
-                                           monkeypatch):
+@pytest.mark.parametrize('path', ['blocked', 'whole'])
+def test_max_backward_matches_amax(dtype, layout, with_ties, path,
+                                   monkeypatch):
     import torch_geometric_deepsets._kernels as kernels
 
-    # Blocks of 2-3 rows, so that sets and runs of ties cross block bounds.
+    # Blocks of 2-3 rows, so that sets and runs of ties cross block bounds;
+    # or the whole-tensor form that devices other than the CPU take.
     monkeypatch.setattr(kernels, 'BLOCK_BYTES', 3 * 5 * 8 - 1)
+    if path == 'whole':
+        monkeypatch.setattr(kernels, '_max_backward_blocked',
+                            kernels._max_backward_whole)
     sizes = [4, 0, 1, 9, 300, 2, 0]
     x, batch = make_batch(sizes, 5, shuffle=layout == 'unsorted')
     if with_ties:

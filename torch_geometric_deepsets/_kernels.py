@@ -160,19 +160,8 @@ def _count(x: Tensor, index: Tensor, ptr: Optional[Tensor],
     return counts.to(x.dtype).clamp_(min=1).unsqueeze(-1)
 
 
-#: Bytes of element rows the CPU max backward handles at a time: its
-#: temporaries stay in cache, so memory sees one read of :obj:`x` and one
-#: write of the gradient.
+#: Bytes of element rows the CPU max backward handles at a time.
 BLOCK_BYTES = 2**21
-
-
-def _block_rows(x: Tensor) -> int:
-    r"""Rows of :obj:`x` per block: about :data:`BLOCK_BYTES` on the CPU; all
-    rows on other devices, where every extra launch costs more than the
-    memory traffic it saves."""
-    if x.device.type != 'cpu':
-        return max(x.size(0), 1)
-    return max(BLOCK_BYTES // max(1, x.size(1) * x.element_size()), 1)
 
 
 def _is_max(x: Tensor, out: Tensor, index: Tensor, buf: Tensor) -> Tensor:
@@ -182,42 +171,64 @@ def _is_max(x: Tensor, out: Tensor, index: Tensor, buf: Tensor) -> Tensor:
     return torch.eq(x, out.index_select(0, index), out=buf)
 
 
+def _count_dtype(dtype: torch.dtype) -> torch.dtype:
+    r"""A dtype that counts tied rows exactly (half precision stops being
+    exact at 257 (bfloat16) or 2049 (float16) rows)."""
+    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+
+
 def max_backward(grad: Tensor, x: Tensor, index: Tensor,
                  ptr: Optional[Tensor], out: Tensor) -> Tensor:
     r"""Gradient of the per-set maximum :obj:`out` with respect to :obj:`x`:
     :obj:`grad` of a set goes to the rows holding the maximum, split evenly
     between tied rows as :func:`torch.amax` does.
 
-    On the CPU the rows are handled in blocks of :data:`BLOCK_BYTES`, and
-    ties are counted only when the maxima found outnumber the (set,
+    On the CPU, :func:`_max_backward_blocked`; elsewhere, where kernel
+    launches rather than memory traffic set the time,
+    :func:`_max_backward_whole`."""
+    if x.device.type == 'cpu':
+        return _max_backward_blocked(grad, x, index, ptr, out)
+    return _max_backward_whole(grad, x, index, ptr, out)
+
+
+def _max_backward_whole(grad: Tensor, x: Tensor, index: Tensor,
+                        ptr: Optional[Tensor], out: Tensor) -> Tensor:
+    r""":func:`max_backward` in a few whole-tensor operations that never
+    read a value back to the host: ties are always counted."""
+    is_max = _is_max(x, out, index,
+                     x.new_empty(x.shape, dtype=_count_dtype(x.dtype)))
+    ties = segment_sum(is_max, index, ptr, out.size(0), exact=True)
+    share = grad / ties.clamp_(min=1)
+    return is_max.mul_(share.index_select(0, index)).to(x.dtype)
+
+
+def _max_backward_blocked(grad: Tensor, x: Tensor, index: Tensor,
+                          ptr: Optional[Tensor], out: Tensor) -> Tensor:
+    r""":func:`max_backward` over blocks of :data:`BLOCK_BYTES` of rows,
+    whose temporaries stay in cache, so that memory sees little more than
+    one read of :obj:`x` and one write of the gradient.
+
+    Ties are counted only when the maxima found outnumber the (set,
     feature) pairs, so data without ties costs one pass. Tied maxima are
     common after a ReLU (a feature that is zero on a whole set); they cost
     two more passes."""
     num_sets, channels = out.shape
     grad_x = torch.empty_like(x)
-    step = _block_rows(x)
+    step = max(BLOCK_BYTES // max(1, channels * x.element_size()), 1)
     blocks = list(zip(x.split(step), index.split(step), grad_x.split(step)))
-    on_cpu = x.device.type == 'cpu'
     found = x.new_zeros((), dtype=torch.float64)
     for x_block, rows, grad_block in blocks:
         _is_max(x_block, out, rows, grad_block)
-        if on_cpu:
-            found += grad_block.sum(dtype=torch.float32)
+        found += grad_block.sum(dtype=torch.float32)
         grad_block.mul_(grad.index_select(0, rows))
-    if on_cpu:
-        counts = set_counts(index, ptr, num_sets)
-        if float(found) == float(int((counts > 0).sum()) * channels):
-            return grad_x
-    # Ties: count the maxima of every (set, feature) in float32 (exact far
-    # beyond any set size, unlike half precision) and divide.
-    ties = x.new_zeros(num_sets, channels, dtype=torch.float32)
-    buf = x.new_empty(min(step, x.size(0)), channels, dtype=torch.float32)
-    for x_block, rows, grad_block in blocks:
-        is_max = _is_max(x_block, out, rows, buf[:rows.numel()])
-        if on_cpu:
-            ties.index_add_(0, rows, is_max)
-        else:
-            ties += segment_sum(is_max, rows, ptr, num_sets, exact=True)
+    counts = set_counts(index, ptr, num_sets)
+    if float(found) == float(int((counts > 0).sum()) * channels):
+        return grad_x
+    ties = x.new_zeros(num_sets, channels, dtype=_count_dtype(x.dtype))
+    buf = ties.new_empty(min(step, x.size(0)), channels)
+    for x_block, rows, _ in blocks:
+        ties.index_add_(0, rows, _is_max(x_block, out, rows,
+                                         buf[:rows.numel()]))
     ties.clamp_(min=1)
     for _, rows, grad_block in blocks:
         grad_block.div_(ties.index_select(0, rows))
