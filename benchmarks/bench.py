@@ -4,6 +4,7 @@ vs PyG's own building blocks, on the same data and widths in one run.
     python benchmarks/bench.py            # full suite (a few minutes, CPU)
     python benchmarks/bench.py --quick    # tiny sizes, seconds (CI smoke)
     python benchmarks/bench.py --device cuda --json out.json
+    python benchmarks/bench.py --allocator tuned   # large blocks kept in heap
 
 Sections: (1) training step (forward + backward) for each pooling and set-size
 distribution: time, elements/s, peak memory, ratio to ours, and the pure-GEMM
@@ -36,6 +37,7 @@ from torch_geometric_deepsets import (
     to_dense,
 )
 from torch_geometric_deepsets._kernels import segment_pool, use_torch_scatter
+from torch_geometric_deepsets.runtime import tune_cpu_allocator
 
 PHI = [3, 128, 128, 128]
 RHO = [128, 128, 1]
@@ -375,8 +377,16 @@ def main(argv=None) -> List[Dict]:
     parser.add_argument('--json', help='write all rows to this file')
     parser.add_argument('--no-memory', dest='memory', action='store_false')
     parser.add_argument('--sections', default='step,pool,equivariant')
+    parser.add_argument(
+        '--allocator', choices=('glibc', 'tuned'), default='glibc',
+        help="'tuned' runs tune_cpu_allocator() first: glibc keeps large "
+        "freed blocks instead of mapping and page-faulting them afresh")
     parser.add_argument('--_peak', nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    allocator = 'glibc defaults'
+    if args.allocator == 'tuned' and not args._peak:
+        allocator = ('tune_cpu_allocator()' if tune_cpu_allocator() else
+                     'tune_cpu_allocator() not applicable: C library defaults')
     if args._peak:
         impl, aggr, dist, num_sets, mean = args._peak
         print(_measure_peak(impl, aggr, dist, int(num_sets), int(mean),
@@ -397,6 +407,7 @@ def main(argv=None) -> List[Dict]:
     print(f'# torch {torch.__version__}, torch_geometric '
           f'{torch_geometric.__version__}, torch_scatter '
           f'{"yes" if use_torch_scatter() else "no"}')
+    print(f'# CPU allocator: {allocator}')
     rows: List[Dict] = []
     sections = args.sections.split(',')
     if 'step' in sections:

@@ -52,3 +52,15 @@ def test_peak_memory_measurement(bench):
     small = bench.peak_memory('padded', 'sum', 'heavy', 16, 50, 'cpu')
     large = bench.peak_memory('padded', 'sum', 'heavy', 64, 400, 'cpu')
     assert 0 < small < large
+
+
+def test_tuned_allocator_run_says_so():
+    # In a subprocess: the allocator setting is process-wide.
+    import subprocess
+    import sys
+    out = subprocess.run(
+        [sys.executable, str(ROOT / 'benchmarks' / 'bench.py'), '--quick',
+         '--no-memory', '--sections', 'pool', '--allocator', 'tuned'],
+        check=True, capture_output=True, text=True, timeout=300).stdout
+    assert '# CPU allocator: tune_cpu_allocator()' in out
+    assert 'max   ours (ptr)' in out

@@ -33,6 +33,6 @@ from torch_geometric_deepsets.transforms import (  # noqa: E402
 __all__ += ['DeepSetsPointCloud', 'ToSet', 'RandomAxisScale']
 
 # Generated datasets of the paper's experiments and the shared training loop.
-from torch_geometric_deepsets import datasets, training  # noqa: E402
+from torch_geometric_deepsets import datasets, runtime, training  # noqa: E402
 
-__all__ += ['datasets', 'training']
+__all__ += ['datasets', 'runtime', 'training']
