@@ -87,14 +87,27 @@ def run_mlp(mlp: MLP, x: Tensor, batch: Optional[Tensor],
         x = lin(x)
         if i == 0 and scale is not None and shift is not None:
             x = torch.addcmul(shift, x, scale)
-        if mlp.act is not None and mlp.act_first:
-            x = mlp.act(x)
         norm = mlp.norms[i]
+        if mlp.act is not None and (mlp.act_first
+                                    or isinstance(norm, torch.nn.Identity)):
+            x = _activate(mlp.act, x)
         x = norm(x, batch, batch_size) if mlp.supports_norm_batch else norm(x)
-        if mlp.act is not None and not mlp.act_first:
+        if mlp.act is not None and not mlp.act_first \
+                and not isinstance(norm, torch.nn.Identity):
             x = mlp.act(x)
         x = F.dropout(x, p=mlp.dropout[i], training=mlp.training)
     return x
+
+
+def _activate(act: torch.nn.Module, x: Tensor) -> Tensor:
+    r"""Applies :obj:`act` to the fresh output of a linear layer (or of the
+    FiLM modulation), in place for a ReLU: neither op keeps its output for
+    the backward pass, and ReLU's own backward needs only its result. Saves
+    one :math:`N \times F` buffer per hidden layer; autograd's version
+    counter would catch any misuse."""
+    if type(act) is torch.nn.ReLU:
+        return torch.relu_(x)
+    return act(x)
 
 
 def can_fuse(phi: torch.nn.Module, aggr: Aggregation) -> bool:
