@@ -164,11 +164,17 @@ def _count(x: Tensor, index: Tensor, ptr: Optional[Tensor],
 BLOCK_BYTES = 2**21
 
 
-def _is_max(x: Tensor, out: Tensor, index: Tensor, buf: Tensor) -> Tensor:
+def _is_max(x: Tensor, out: Tensor, index: Tensor, buf: Tensor,
+            rows_buf: Optional[Tensor] = None) -> Tensor:
     r"""1.0 where a row of :obj:`x` holds its set's maximum, else 0.0,
-    written to :obj:`buf`. A floating-point result: comparisons that write
-    booleans measured 4x slower on the CPU."""
-    return torch.eq(x, out.index_select(0, index), out=buf)
+    written to :obj:`buf` (:obj:`rows_buf` takes the gathered maxima). A
+    floating-point result: comparisons that write booleans measured 4x
+    slower on the CPU."""
+    if rows_buf is None:
+        maxima = out.index_select(0, index)
+    else:
+        maxima = torch.index_select(out, 0, index, out=rows_buf)
+    return torch.eq(x, maxima, out=buf)
 
 
 def _count_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -217,10 +223,13 @@ def _max_backward_blocked(grad: Tensor, x: Tensor, index: Tensor,
     step = max(BLOCK_BYTES // max(1, channels * x.element_size()), 1)
     blocks = list(zip(x.split(step), index.split(step), grad_x.split(step)))
     found = x.new_zeros((), dtype=torch.float64)
+    # Gathered set rows go to one reused block-sized buffer.
+    rows_buf = grad.new_empty(min(step, x.size(0)), channels)
     for x_block, rows, grad_block in blocks:
-        _is_max(x_block, out, rows, grad_block)
+        gathered = rows_buf[:rows.numel()]
+        _is_max(x_block, out, rows, grad_block, gathered)
         found += grad_block.sum(dtype=torch.float32)
-        grad_block.mul_(grad.index_select(0, rows))
+        grad_block.mul_(torch.index_select(grad, 0, rows, out=gathered))
     counts = set_counts(index, ptr, num_sets)
     if float(found) == float(int((counts > 0).sum()) * channels):
         return grad_x
