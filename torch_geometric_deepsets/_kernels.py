@@ -190,9 +190,11 @@ def max_backward(grad: Tensor, x: Tensor, index: Tensor,
     between tied rows as :func:`torch.amax` does.
 
     On the CPU, :func:`_max_backward_blocked`; elsewhere, where kernel
-    launches rather than memory traffic set the time,
+    launches rather than memory traffic set the time, and whenever the
+    backward pass itself is differentiated (:obj:`create_graph=True`: the
+    blocked form writes into buffers, which autograd cannot follow),
     :func:`_max_backward_whole`."""
-    if x.device.type == 'cpu':
+    if x.device.type == 'cpu' and not grad.requires_grad:
         return _max_backward_blocked(grad, x, index, ptr, out)
     return _max_backward_whole(grad, x, index, ptr, out)
 

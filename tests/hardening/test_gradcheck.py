@@ -33,3 +33,21 @@ def test_gradcheck_with_empty_set_and_ties(kind, aggr):
     if aggr == 'max':  # the tie reaches the output: the test is meaningful
         assert out.requires_grad
     assert torch.autograd.gradcheck(f, (x, context) + params, atol=1e-6)
+
+
+@pytest.mark.parametrize('kind', KINDS)
+@pytest.mark.parametrize('aggr', AGGRS)
+def test_double_backward(kind, aggr):
+    # create_graph=True, as for forces -dE/dx trained on, or gradient
+    # penalties: the backward pass itself must be differentiable. Distinct
+    # inputs (no ties), one empty set, tanh activations (nonzero curvature).
+    torch.manual_seed(0)
+    model = build(kind, aggr).double()
+    x = (torch.randperm(21, dtype=torch.float64) / 8 - 1.25).view(7, 3)
+    x.requires_grad_()
+    batch = torch.tensor([0, 0, 0, 2, 2, 3, 3])
+
+    def f(x):
+        return run(model, kind, x, batch, 4)
+
+    assert torch.autograd.gradgradcheck(f, (x, ), atol=1e-6)
