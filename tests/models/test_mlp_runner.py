@@ -38,3 +38,11 @@ def test_run_mlp_stops_before_the_last_layer():
     x = torch.randn(5, 3)
     hidden = run_mlp(mlp, x, None, None, skip_last=True)
     assert torch.allclose(mlp.lins[-1](hidden), mlp(x), atol=1e-6)
+
+
+def test_in_place_relu_supports_double_backward():
+    torch.manual_seed(0)
+    mlp = MLP([3, 8, 8, 2], norm=None).double()
+    x = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(
+        lambda t: run_mlp(mlp, t, None, None), (x, ))
