@@ -9,9 +9,9 @@ What they add over PyG's :meth:`Aggregation.reduce` (measured on an idle
   :func:`torch.amax`, so :func:`torch.autograd.gradcheck` holds at ties.
   It works through the rows in cache-sized blocks with floating-point
   masks (see :func:`max_backward`): max pooling forward + backward took
-  6.9-8 ms against 45-57 ms for PyG's scatter (whose
-  :meth:`Tensor.scatter_reduce_` backward dominates) and 14 ms for the
-  same formula on whole tensors with boolean masks;
+  6.9-9.1 ms against 35-47 ms for PyG's scatter (whose
+  :meth:`Tensor.scatter_reduce_` backward dominates) and 13.9-14.7 ms for
+  the same formula on whole tensors with boolean masks;
 * sets longer than :data:`LONG_SET` rows are summed in chunks combined in
   float64: a plain float32 sum of a million values near 1000 drifted by 1 %;
 * sums of ordinary sets use :meth:`Tensor.index_add_`, as fast as PyG's
