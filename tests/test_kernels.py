@@ -124,6 +124,17 @@ def test_nan_stays_in_its_set(reduce):
     assert torch.isfinite(x.grad).all()
 
 
+def test_nan_in_one_set_does_not_hide_a_tie_in_another():
+    # Set 0's NaN maximum has no maximum row, set 1 has two: as many maxima
+    # as (set, feature) pairs, yet set 1's gradient must still be split.
+    x = torch.tensor([[float('nan'), 0.0], [1.0, 0.5], [2.0, 1.0],
+                      [2.0, 0.0]], requires_grad=True)
+    index = torch.tensor([0, 0, 1, 1])
+    out = segment_pool(x, index, None, 2, 'max')
+    out.backward(torch.ones_like(out))
+    assert torch.equal(x.grad[2:], torch.tensor([[0.5, 1.0], [0.5, 0.0]]))
+
+
 @withPackage('torch_scatter')
 @pytest.mark.parametrize('reduce', REDUCE)
 def test_torch_scatter_backend_gives_identical_results(reduce, monkeypatch):

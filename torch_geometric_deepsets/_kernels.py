@@ -232,8 +232,12 @@ def _max_backward_blocked(grad: Tensor, x: Tensor, index: Tensor,
         _is_max(x_block, out, rows, grad_block, gathered)
         found += grad_block.sum(dtype=torch.float32)
         grad_block.mul_(torch.index_select(grad, 0, rows, out=gathered))
+    # Without NaN every (set, feature) pair of a non-empty set has at least
+    # one maximum, so as many maxima as pairs means no ties. A NaN maximum
+    # has none and could hide a tie elsewhere.
     counts = set_counts(index, ptr, num_sets)
-    if float(found) == float(int((counts > 0).sum()) * channels):
+    pairs = int((counts > 0).sum()) * channels
+    if float(found) == float(pairs) and not bool(out.isnan().any()):
         return grad_x
     ties = x.new_zeros(num_sets, channels, dtype=_count_dtype(x.dtype))
     buf = ties.new_empty(min(step, x.size(0)), channels)
