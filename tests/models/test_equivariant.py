@@ -89,6 +89,10 @@ def test_repr_reset_state_dict_and_jit():
                           'readout=SumAggregation())')
     assert str(DeepSetsEquivariant([3, 2])) == (
         'DeepSetsEquivariant([3, 2], aggr=SumAggregation(), tied=False)')
+    assert str(DeepSetsEquivariant([3, 2], act='tanh', dropout=0.5,
+                                   plain_last=False)) == (
+        'DeepSetsEquivariant([3, 2], aggr=SumAggregation(), tied=False, '
+        'act=Tanh(), dropout=0.5, plain_last=False)')
     assert all(isinstance(m, PermutationEquivariantLayer)
                for m in model.layers)
     with torch.no_grad():
@@ -123,3 +127,30 @@ def test_bad_input():
     with pytest.raises(ValueError,
                        match="'batch' has 1 entries but 'x' has 2"):
         model(torch.randn(2, 3), torch.tensor([0]))
+
+
+@pytest.mark.parametrize('plain_last', [True, False])
+def test_in_place_relu_equals_relu_module_with_gradients(plain_last):
+    # The stack applies a ReLU in place; Threshold(0, 0), the same function,
+    # takes the generic path: same outputs and gradients, double backward
+    # included.
+    torch.manual_seed(0)
+    fast = DeepSetsEquivariant([3, 8, 8, 2], aggr='max',
+                               plain_last=plain_last).double()
+    slow = DeepSetsEquivariant([3, 8, 8, 2], aggr='max',
+                               act=torch.nn.Threshold(0.0, 0.0),
+                               plain_last=plain_last).double()
+    slow.load_state_dict(fast.state_dict())
+    assert fast._relu and not slow._relu
+    x, batch = make_batch([4, 0, 1, 6], 3, dtype=torch.float64)
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out = fast(x1, batch, dim_size=4)
+    expected = slow(x2, batch, dim_size=4)
+    assert torch.equal(out, expected)
+    out.square().sum().backward()
+    expected.square().sum().backward()
+    assert torch.equal(x1.grad, x2.grad)
+    for a, b in zip(fast.parameters(), slow.parameters()):
+        assert torch.equal(a.grad, b.grad)
+    assert torch.autograd.gradgradcheck(
+        lambda t: fast(t, batch, dim_size=4), (x.clone().requires_grad_(), ))

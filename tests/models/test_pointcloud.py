@@ -66,7 +66,7 @@ def test_repr_and_paper_architecture():
     assert isinstance(model.encoder, DeepSetsEquivariant)
     assert str(model.encoder) == (
         'DeepSetsEquivariant([3, 256, 256, 256], aggr=MaxAggregation(), '
-        'tied=True, readout=MaxAggregation())')
+        'tied=True, readout=MaxAggregation(), act=Tanh(), plain_last=False)')
     assert not model.encoder.plain_last
     assert isinstance(model.encoder.act, nn.Tanh)
     assert [type(m) for m in model.head] == [

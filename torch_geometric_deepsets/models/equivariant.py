@@ -85,6 +85,9 @@ class DeepSetsEquivariant(torch.nn.Module):
             for c_in, c_out in zip(self.channels[:-1], self.channels[1:])
         ])
         self.act = activation_resolver(act) if act is not None else None
+        # A ReLU runs in place on each layer's fresh output (saves one
+        # [N, F] buffer per layer; the layer's backward never reads it).
+        self._relu = type(self.act) is torch.nn.ReLU
         self.readout = resolve_aggr(readout) if readout is not None else None
 
     def reset_parameters(self) -> None:
@@ -115,7 +118,9 @@ class DeepSetsEquivariant(torch.nn.Module):
         for i, layer in enumerate(self.layers):
             x = layer.propagate(x, index, ptr, dim_size)
             if i < last or not self.plain_last:
-                if self.act is not None:
+                if self._relu:
+                    x = torch.relu_(x)
+                elif self.act is not None:
                     x = self.act(x)
                 x = F.dropout(x, p=self.dropout, training=self.training)
         if self.readout is not None:
@@ -126,8 +131,15 @@ class DeepSetsEquivariant(torch.nn.Module):
         return x
 
     def __repr__(self) -> str:
-        readout = f', readout={self.readout}' if self.readout is not None \
-            else ''
+        extra = ''
+        if self.readout is not None:
+            extra += f', readout={self.readout}'
+        if not self._relu:
+            extra += f', act={self.act}'
+        if self.dropout > 0:
+            extra += f', dropout={self.dropout}'
+        if not self.plain_last:
+            extra += ', plain_last=False'
         return (f'{self.__class__.__name__}({self.channels}, '
                 f'aggr={self.layers[0].aggr_module}, tied={self.tied}'
-                f'{readout})')
+                f'{extra})')
