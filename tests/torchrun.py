@@ -1,7 +1,9 @@
 r"""Launching ``torchrun`` from tests: on 127.0.0.1 with a free port and
 gloo bound to the loopback interface (resolving the host name can pick an
-interface the processes cannot reach, and gloo then waits forever), and the
-whole process group killed on a timeout, so no worker outlives its test."""
+interface the processes cannot reach, and gloo then waits forever), and on a
+timeout the agent *and its workers* killed, so no worker outlives its test.
+(torchrun starts each worker in a session of its own, so killing the agent's
+process group leaves them running, holding the output pipe open.)"""
 import os
 import signal
 import socket
@@ -14,6 +16,31 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
+
+
+def _descendants(pid: int) -> List[int]:
+    r"""Every process below :obj:`pid`, from the parent links in /proc (empty
+    where there is no /proc)."""
+    children: Dict[int, List[int]] = {}
+    try:
+        entries = os.listdir('/proc')
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f'/proc/{entry}/stat') as f:
+                ppid = int(f.read().rsplit(')', 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, stack = [], [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
 
 
 def run_torchrun(script_and_args: List[str], nproc: int = 2,
@@ -33,7 +60,13 @@ def run_torchrun(script_and_args: List[str], nproc: int = 2,
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        workers = _descendants(proc.pid)  # before they lose their parent
         os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
+        for pid in workers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        out, _ = proc.communicate(timeout=60)
         return -1, f'timed out after {timeout} s\n{out}'
     return proc.returncode, out
