@@ -221,6 +221,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
               f'{100 * results["test_acc"]:.2f} % after '
               f'{trainer.step // steps_per_epoch} epochs; learning curve in '
               f'{plot}')
+    trainer.close()
     close_distributed(ctx)
     return results
 

@@ -306,3 +306,40 @@ def test_single_process_context(monkeypatch):
     monkeypatch.setenv('RANK', '5')
     with pytest.raises(ValueError, match='RANK=5'):
         init_distributed()
+
+
+def test_close_releases_the_ddp_wrapper_and_fit_rewraps(tmp_path):
+    # A one-process gloo group stands in for torchrun; the context claims
+    # to be distributed so that the trainer wraps the model in DDP.
+    import torch.distributed as torch_dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from torch_geometric_deepsets.training import (
+        DistributedContext,
+        close_distributed,
+    )
+
+    class Forced(DistributedContext):
+        is_distributed = property(lambda self: True)
+
+    torch_dist.init_process_group('gloo', store=torch_dist.HashStore(),
+                                  rank=0, world_size=1)
+    try:
+        trainer = make_trainer(str(tmp_path), steps=20, dist=Forced())
+        assert isinstance(trainer.train_model, DistributedDataParallel)
+        trainer.fit(until=5)
+        trainer.close()
+        assert trainer.train_model is trainer.model
+        assert trainer.fit(until=10)['step'] == 10  # wraps again
+        assert isinstance(trainer.train_model, DistributedDataParallel)
+        trainer.close()
+    finally:
+        close_distributed()
+    assert not torch_dist.is_initialized()
+
+
+def test_close_is_a_no_op_in_one_process():
+    trainer = make_trainer(steps=10)
+    trainer.close()
+    assert trainer.train_model is trainer.model
+    assert trainer.fit()['step'] == 10

