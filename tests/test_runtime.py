@@ -41,8 +41,17 @@ def test_large_freed_tensors_are_reused_without_page_faults():
     assert tuned < default, (tuned, default)
 
 
-@pytest.mark.skipif(GLIBC, reason='checks the non-glibc answer')
-def test_other_c_libraries_are_left_alone():
+@pytest.mark.parametrize('system,libc', [('linux', ('musl', '')),
+                                         ('darwin', ('', '')),
+                                         ('win32', ('', ''))])
+def test_other_c_libraries_are_left_alone(system, libc, monkeypatch):
+    import ctypes
+
+    def no_mallopt(name):
+        raise AssertionError('mallopt must not be called here')
+    monkeypatch.setattr(sys, 'platform', system)
+    monkeypatch.setattr(platform, 'libc_ver', lambda: libc)
+    monkeypatch.setattr(ctypes, 'CDLL', no_mallopt)
     assert tune_cpu_allocator() is False
 
 
