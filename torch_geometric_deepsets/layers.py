@@ -10,9 +10,9 @@ from torch_geometric_deepsets.pool import (
     broadcast,
     check_sets,
     check_x,
-    element_index,
     pooled_channels,
     resolve_aggr,
+    set_index,
 )
 
 
@@ -127,9 +127,7 @@ class PermutationEquivariantLayer(torch.nn.Module):
         if not torch.jit.is_scripting():
             check_x(x, channels=self.in_channels)
             batch, ptr, dim_size = check_sets(x, batch, ptr, dim_size)
-        index = element_index(x, batch, ptr)
-        if dim_size is None:
-            dim_size = int(index.max()) + 1 if index.numel() > 0 else 1
+        index, dim_size = set_index(x, batch, ptr, dim_size)
         return self.propagate(x, index, ptr, dim_size)
 
     def propagate(self, x: Tensor, index: Tensor, ptr: Optional[Tensor],

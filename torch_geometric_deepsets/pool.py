@@ -180,6 +180,25 @@ def element_index(x: Tensor, batch: Optional[Tensor], ptr: Optional[Tensor],
     return torch.zeros(x.size(0), dtype=torch.long, device=x.device)
 
 
+def set_index(x: Tensor, batch: Optional[Tensor], ptr: Optional[Tensor],
+              dim_size: Optional[int]) -> Tuple[Tensor, int]:
+    r"""The set id of every row and the number of sets, for a forward pass.
+
+    In eager mode :func:`check_sets` has filled :obj:`dim_size` in already;
+    under TorchScript, which skips the checks, it is found here the same
+    way: from :obj:`ptr` (trailing empty sets included), else from the
+    largest id in :obj:`batch` (0 sets without rows), else one set."""
+    index = element_index(x, batch, ptr)
+    if dim_size is None:
+        if ptr is not None:
+            dim_size = ptr.numel() - 1
+        elif batch is not None:
+            dim_size = int(batch.max()) + 1 if batch.numel() > 0 else 0
+        else:
+            dim_size = 1
+    return index, dim_size
+
+
 def resolve_aggr(aggr: AggrType,
                  aggr_kwargs: Optional[Dict[str, Any]] = None) -> Aggregation:
     r"""Turns :obj:`aggr` into a :class:`torch_geometric.nn.aggr.Aggregation`.

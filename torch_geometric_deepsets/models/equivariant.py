@@ -11,8 +11,8 @@ from torch_geometric_deepsets.pool import (
     apply_aggr,
     check_sets,
     check_x,
-    element_index,
     resolve_aggr,
+    set_index,
 )
 
 
@@ -110,9 +110,7 @@ class DeepSetsEquivariant(torch.nn.Module):
             check_x(x, channels=self.channels[0])
             batch, ptr, dim_size = check_sets(x, batch, ptr, dim_size)
         # Validated once here; the layers then see a plain index vector.
-        index = element_index(x, batch, ptr)
-        if dim_size is None:
-            dim_size = int(index.max()) + 1 if index.numel() > 0 else 1
+        index, dim_size = set_index(x, batch, ptr, dim_size)
 
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):

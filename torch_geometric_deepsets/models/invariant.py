@@ -18,9 +18,9 @@ from torch_geometric_deepsets.pool import (
     AggrType,
     check_sets,
     check_x,
-    element_index,
     pooled_channels,
     resolve_aggr,
+    set_index,
 )
 
 
@@ -148,9 +148,7 @@ class DeepSetsInvariant(Aggregation):
                 raise ValueError(f"'dim' must be -2 or 0 (got {dim})")
             index, ptr, dim_size = check_sets(x, index, ptr, dim_size,
                                               batch_name='index')
-        index = element_index(x, index, ptr)
-        if dim_size is None:
-            dim_size = int(index.max()) + 1 if index.numel() > 0 else 1
+        index, dim_size = set_index(x, index, ptr, dim_size)
 
         if torch.jit.is_scripting():
             # TorchScript cannot pass modules to free functions: no fusion.
