@@ -141,7 +141,8 @@ def test_in_place_relu_equals_relu_module_with_gradients(plain_last):
                                act=torch.nn.Threshold(0.0, 0.0),
                                plain_last=plain_last).double()
     slow.load_state_dict(fast.state_dict())
-    assert fast._relu and not slow._relu
+    assert type(fast.act) is torch.nn.ReLU
+    assert type(slow.act) is not torch.nn.ReLU
     x, batch = make_batch([4, 0, 1, 6], 3, dtype=torch.float64)
     x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
     out = fast(x1, batch, dim_size=4)
@@ -154,3 +155,13 @@ def test_in_place_relu_equals_relu_module_with_gradients(plain_last):
         assert torch.equal(a.grad, b.grad)
     assert torch.autograd.gradgradcheck(
         lambda t: fast(t, batch, dim_size=4), (x.clone().requires_grad_(), ))
+
+
+def test_act_replaced_after_construction_is_used():
+    torch.manual_seed(0)
+    model = DeepSetsEquivariant([3, 8, 2]).eval()
+    x, batch = make_batch([4, 2], 3)
+    model.act = torch.nn.Tanh()
+    hidden = torch.tanh(model.layers[0](x, batch))
+    assert torch.allclose(model(x, batch), model.layers[1](hidden, batch),
+                          atol=1e-6)

@@ -90,7 +90,7 @@ def run_mlp(mlp: MLP, x: Tensor, batch: Optional[Tensor],
         norm = mlp.norms[i]
         if mlp.act is not None and (mlp.act_first
                                     or isinstance(norm, torch.nn.Identity)):
-            x = _activate(mlp.act, x)
+            x = activate(mlp.act, x)
         x = norm(x, batch, batch_size) if mlp.supports_norm_batch else norm(x)
         if mlp.act is not None and not mlp.act_first \
                 and not isinstance(norm, torch.nn.Identity):
@@ -99,12 +99,12 @@ def run_mlp(mlp: MLP, x: Tensor, batch: Optional[Tensor],
     return x
 
 
-def _activate(act: torch.nn.Module, x: Tensor) -> Tensor:
-    r"""Applies :obj:`act` to the fresh output of a linear layer (or of the
-    FiLM modulation), in place for a ReLU: neither op keeps its output for
-    the backward pass, and ReLU's own backward needs only its result. Saves
-    one :math:`N \times F` buffer per hidden layer; autograd's version
-    counter would catch any misuse."""
+def activate(act: torch.nn.Module, x: Tensor) -> Tensor:
+    r"""Applies :obj:`act` to a layer's fresh output (a linear layer, the
+    FiLM modulation, an equivariant layer), in place for a ReLU: none of
+    those keeps its output for the backward pass, and ReLU's own backward
+    needs only its result. Saves one :math:`N \times F` buffer per layer;
+    autograd's version counter would catch any misuse."""
     if type(act) is torch.nn.ReLU:
         return torch.relu_(x)
     return act(x)

@@ -6,6 +6,7 @@ from torch import Tensor
 
 from torch_geometric.nn.resolver import activation_resolver
 from torch_geometric_deepsets.layers import PermutationEquivariantLayer
+from torch_geometric_deepsets.models._utils import activate
 from torch_geometric_deepsets.pool import (
     AggrType,
     apply_aggr,
@@ -85,9 +86,6 @@ class DeepSetsEquivariant(torch.nn.Module):
             for c_in, c_out in zip(self.channels[:-1], self.channels[1:])
         ])
         self.act = activation_resolver(act) if act is not None else None
-        # A ReLU runs in place on each layer's fresh output (saves one
-        # [N, F] buffer per layer; the layer's backward never reads it).
-        self._relu = type(self.act) is torch.nn.ReLU
         self.readout = resolve_aggr(readout) if readout is not None else None
 
     def reset_parameters(self) -> None:
@@ -116,10 +114,11 @@ class DeepSetsEquivariant(torch.nn.Module):
         for i, layer in enumerate(self.layers):
             x = layer.propagate(x, index, ptr, dim_size)
             if i < last or not self.plain_last:
-                if self._relu:
-                    x = torch.relu_(x)
-                elif self.act is not None:
-                    x = self.act(x)
+                if self.act is not None:
+                    if torch.jit.is_scripting():
+                        x = self.act(x)
+                    else:  # in place for a ReLU
+                        x = activate(self.act, x)
                 x = F.dropout(x, p=self.dropout, training=self.training)
         if self.readout is not None:
             if torch.jit.is_scripting():
@@ -132,7 +131,7 @@ class DeepSetsEquivariant(torch.nn.Module):
         extra = ''
         if self.readout is not None:
             extra += f', readout={self.readout}'
-        if not self._relu:
+        if type(self.act) is not torch.nn.ReLU:
             extra += f', act={self.act}'
         if self.dropout > 0:
             extra += f', dropout={self.dropout}'
