@@ -243,7 +243,8 @@ def _max_backward_blocked(grad: Tensor, x: Tensor, index: Tensor,
     buf = ties.new_empty(min(step, x.size(0)), channels)
     for x_block, rows, _ in blocks:
         ties.index_add_(0, rows, _is_max(x_block, out, rows,
-                                         buf[:rows.numel()]))
+                                         buf[:rows.numel()],
+                                         rows_buf[:rows.numel()]))
     ties.clamp_(min=1)
     for _, rows, grad_block in blocks:
         grad_block.div_(ties.index_select(0, rows))

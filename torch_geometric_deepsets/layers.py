@@ -4,6 +4,7 @@ import torch
 from torch import Tensor
 from torch.nn import Linear
 
+from torch_geometric_deepsets._kernels import gather_sets
 from torch_geometric_deepsets.pool import (
     AggrType,
     apply_aggr,
@@ -161,7 +162,7 @@ class PermutationEquivariantLayer(torch.nn.Module):
         # other dtypes than the buffer, so it takes the path above.)
         bias = self.lin.bias
         shift = shift.neg() if bias is None else torch.sub(bias, shift)
-        return broadcast(shift, x, index, ptr).addmm_(x, self.lin.weight.t())
+        return gather_sets(shift, index, ptr).addmm_(x, self.lin.weight.t())
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.in_channels}, '
