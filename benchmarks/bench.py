@@ -217,10 +217,15 @@ def _measure_peak(impl, aggr, dist, num_sets, mean, device) -> float:
     return _status_mib('VmHWM') - base
 
 
+def _linears(module: torch.nn.Module) -> List[torch.nn.Module]:
+    return [m for m in module.modules() if hasattr(m, 'weight')]
+
+
 def build(impl: str, aggr: str, x, batch, num_sets: int, device: str):
     torch.manual_seed(0)
+    ours = DeepSetsInvariant(PHI, RHO, aggr=aggr)
     if impl == 'ours':
-        model = DeepSetsInvariant(PHI, RHO, aggr=aggr)
+        model = ours
         inputs = (x, batch, None, num_sets)
     elif impl == 'pyg':
         model = PyGDeepSets(aggr)
@@ -228,6 +233,10 @@ def build(impl: str, aggr: str, x, batch, num_sets: int, device: str):
     else:
         model = PaddedDeepSets(aggr)
         inputs = to_dense(x, batch, dim_size=num_sets)
+    # The same weights in every implementation, layer by layer.
+    for src, dst in zip(_linears(ours.phi) + _linears(ours.rho),
+                        _linears(model.phi) + _linears(model.rho)):
+        dst.load_state_dict(src.state_dict())
     return model.to(device), inputs
 
 

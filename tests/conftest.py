@@ -1,3 +1,4 @@
+import importlib
 import os
 
 import pytest
@@ -48,3 +49,22 @@ def make_batch(sizes, channels, dtype=torch.float32, shuffle=False,
         perm = torch.randperm(batch.numel(), generator=generator)
         x, batch = x[perm], batch[perm]
     return x, batch
+
+
+@pytest.fixture(params=['host', 'device'])
+def kernel_path(request, monkeypatch):
+    r"""Runs a test on both kernel paths: the host path (eager CPU, which may
+    read values) and, on the same CPU tensors, the device path that GPU
+    tensors and compiled graphs take (no value is read back)."""
+    if request.param == 'device':
+        for name in ('_kernels', 'pool'):
+            module = importlib.import_module(
+                f'torch_geometric_deepsets.{name}')
+            monkeypatch.setattr(module, 'host_path', lambda tensor: False)
+    return request.param
+
+
+def ptr_of(batch, num_sets):
+    r"""The :obj:`ptr` of a sorted batch vector."""
+    counts = torch.bincount(batch, minlength=num_sets)
+    return torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])

@@ -72,15 +72,17 @@ def test_hand_computed_untied_and_tied(toy):
 @pytest.mark.parametrize('aggr', ['max', 'mean'])
 @pytest.mark.parametrize('tied', [False, True])
 def test_equals_authors_reference_layers(aggr, tied):
-    dense = torch.randn(4, 7, 3)
-    ref = (PermEqui1 if tied else PermEqui2)(3, 5, REDUCE[aggr])
-    layer = PermutationEquivariantLayer(3, 5, aggr=aggr, tied=tied)
+    # Same weights, float64: equal up to the order of the floating-point
+    # operations (the layer multiplies the B pooled rows, not N).
+    dense = torch.randn(4, 7, 3, dtype=torch.float64)
+    ref = (PermEqui1 if tied else PermEqui2)(3, 5, REDUCE[aggr]).double()
+    layer = PermutationEquivariantLayer(3, 5, aggr=aggr, tied=tied).double()
     layer.lin.load_state_dict(ref.Gamma.state_dict())
     if not tied:
         layer.lin_pool.load_state_dict(ref.Lambda.state_dict())
-    x, batch = from_dense(dense)
+    x, batch = from_dense(dense)[:2]
     out = layer(x, batch)
-    assert torch.allclose(out.view(4, 7, 5), ref(dense), atol=1e-5)
+    assert torch.allclose(out.view(4, 7, 5), ref(dense), rtol=0, atol=1e-12)
 
 
 @given(sizes=set_sizes, aggr=st.sampled_from(AGGRS), tied=st.booleans(),
@@ -117,12 +119,37 @@ def test_multi_aggregation_and_kwargs():
     layer = PermutationEquivariantLayer(3, 2, aggr=['sum', 'max'])
     assert layer.lin_pool.in_features == 6
     x, batch = make_batch([2, 3], 3)
-    assert layer(x, batch).shape == (5, 2)
+    pooled = torch.cat([scatter(x, batch, 0, 2, 'sum'),
+                        scatter(x, batch, 0, 2, 'max')], dim=-1)
+    expected = layer.lin(x) - layer.lin_pool(pooled)[batch]
+    assert torch.allclose(layer(x, batch), expected, atol=1e-6)
     soft = PermutationEquivariantLayer(3, 2, aggr='softmax',
                                        aggr_kwargs={'learn': True})
+    assert soft.aggr_module.learn
+    pooled = soft.aggr_module(x, batch, dim_size=2)
+    expected = soft.lin(x) - soft.lin_pool(pooled)[batch]
+    assert torch.allclose(soft(x, batch), expected, atol=1e-6)
     assert_permutation_equivariant(soft, x, batch)
     with pytest.raises(ValueError, match=r'tied=True .* width 3 \(got 6'):
         PermutationEquivariantLayer(3, 2, aggr=['sum', 'max'], tied=True)
+
+
+@pytest.mark.parametrize('aggr', AGGRS)
+@pytest.mark.parametrize('tied', [False, True])
+def test_leading_dimensions(aggr, tied):
+    # [*, N, F] along dim=-2, and [N, heads, F] along dim=0: each slice of
+    # the extra dimension is a batch of sets of its own.
+    layer = PermutationEquivariantLayer(3, 4, aggr=aggr, tied=tied)
+    x = torch.randn(2, 6, 3)
+    index = torch.tensor([0, 0, 1, 1, 1, 2])
+    out = layer(x, index)
+    assert out.shape == (2, 6, 4)
+    for i in range(2):
+        assert torch.allclose(out[i], layer(x[i], index), atol=1e-6)
+    heads = layer(x.transpose(0, 1), index, dim=0)
+    assert torch.allclose(heads, out.transpose(0, 1), atol=1e-6)
+    ptr = torch.tensor([0, 2, 5, 6])
+    assert torch.allclose(layer(x, ptr=ptr), out, atol=1e-6)
 
 
 def test_repr_reset_and_state_dict():
@@ -150,15 +177,6 @@ def test_repr_reset_and_state_dict():
     assert torch.equal(layer(x, batch), other(x, batch))
 
 
-def test_jit_script():
-    layer = PermutationEquivariantLayer(3, 4, aggr='max', tied=True)
-    scripted = torch.jit.script(layer)
-    x, batch = make_batch([2, 3, 1], 3)
-    assert torch.allclose(scripted(x, batch), layer(x, batch))
-    assert torch.allclose(scripted(x, None, torch.tensor([0, 2, 5, 6])),
-                          layer(x, batch))
-
-
 def test_bad_input():
     with pytest.raises(ValueError, match="'in_channels' must be a positive"):
         PermutationEquivariantLayer(0, 3)
@@ -168,8 +186,10 @@ def test_bad_input():
     with pytest.raises(ValueError, match="'x' has 2 features per element but "
                        "the model expects 3"):
         layer(torch.randn(4, 2))
-    with pytest.raises(ValueError, match="'x' must be two-dimensional"):
+    with pytest.raises(ValueError, match="'x' must have a feature dimension"):
         layer(torch.randn(4))
+    with pytest.raises(ValueError, match="'dim' is 1 but 'x' has shape"):
+        layer(torch.randn(4, 3), dim=1)
     with pytest.raises(ValueError,
                        match="'batch' has 3 entries but 'x' has 4"):
         layer(torch.randn(4, 3), torch.tensor([0, 0, 1]))

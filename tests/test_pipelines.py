@@ -125,7 +125,7 @@ class SetClassifier(torch.nn.Module):
         super().__init__()
         self.model = DeepSetsInvariant(phi=[4, 16], rho=[16, 3], aggr='max')
         with torch.no_grad():  # only feature 0 reaches the output
-            self.model.phi.lins[0].weight[:, 1:] = 0.0
+            self.model.phi.lin.weight[:, 1:] = 0.0
 
     def forward(self, x, edge_index, batch=None):
         return self.model(x, batch)
@@ -197,7 +197,7 @@ def test_invariant_as_aggr_of_graph_conv_matches_sum_of_phi():
                          perm)
     assert torch.allclose(conv(px, pei), out[perm], atol=1e-6)
     out.sum().backward()
-    assert aggr.phi.lins[0].weight.grad.abs().sum() > 0
+    assert aggr.phi.lin.weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize('sorted_ptr', [False, True])

@@ -1,5 +1,3 @@
-import importlib
-
 import pytest
 import torch
 from hypothesis import given
@@ -8,9 +6,14 @@ from hypothesis import strategies as st
 import torch_geometric
 from tests.conftest import AGGRS, make_batch
 from tests.strategies import set_sizes
+from torch_geometric.nn import aggr as A
 from torch_geometric.nn.aggr import MultiAggregation, SumAggregation
 from torch_geometric_deepsets import pool, resolve_aggr
-from torch_geometric_deepsets.pool import check_sets
+from torch_geometric_deepsets.pool import (
+    pooled_width,
+    resolve_sets,
+    value_checks_enabled,
+)
 
 
 def test_pool_hand_computed(toy):
@@ -70,6 +73,91 @@ def test_pool_independent_of_other_sets_and_row_order(sizes, aggr, seed):
     assert torch.allclose(out, shuffled, atol=1e-6)
 
 
+@pytest.mark.parametrize('aggr', AGGRS + ['softmax', 'std', 'mul'])
+def test_leading_dimensions_as_in_pyg(aggr):
+    # PyG's aggregations reduce [*, N, F] along dim=-2, or along any other
+    # dimension but the last, e.g. dim=0 for GATConv's [E, heads, C].
+    x = torch.randn(2, 6, 3)
+    index = torch.tensor([0, 0, 1, 1, 1, 2])
+    expected = resolve_aggr(aggr)(x, index, dim=-2)
+    assert torch.allclose(pool(x, index, aggr=aggr), expected, atol=1e-6)
+    assert torch.allclose(pool(x, ptr=torch.tensor([0, 2, 5, 6]), aggr=aggr),
+                          expected, atol=1e-6)
+    heads = x.transpose(0, 1)  # [N, H, C]
+    out = pool(heads, index, aggr=aggr, dim=0)
+    assert out.shape == (3, 2, 3)
+    assert torch.allclose(out, expected.transpose(0, 1), atol=1e-6)
+
+
+#: Aggregations with a defined value for an empty set in PyG, and that value
+#: (for zero input width 4).
+PYG_EMPTY = {
+    'sum': 0.0, 'mean': 0.0, 'max': 0.0, 'min': 0.0, 'mul': 1.0, 'var': 0.0,
+    'std': 0.0, 'softmax': 0.0, 'powermean': 0.0,
+}
+
+
+@pytest.mark.parametrize('name', list(PYG_EMPTY) + ['median', 'quantile'])
+@pytest.mark.parametrize('layout', ['leading', 'middle', 'trailing'])
+def test_empty_set_gives_pygs_value_or_zero(name, layout):
+    kwargs = {'q': [0.25, 0.75]} if name == 'quantile' else {}
+    aggr = resolve_aggr(name, kwargs)
+    x = torch.randn(5, 4)
+    index = {'leading': [1, 1, 2, 2, 2], 'middle': [0, 0, 2, 2, 2],
+             'trailing': [0, 0, 1, 1, 1]}[layout]
+    index = torch.tensor(index)
+    empty = {'leading': 0, 'middle': 1, 'trailing': 2}[layout]
+    out = pool(x, index, dim_size=3, aggr=aggr)
+    value = PYG_EMPTY.get(name, 0.0)  # quantiles fail in PyG: 0
+    assert torch.equal(out[empty], torch.full_like(out[empty], value))
+    if name in PYG_EMPTY:
+        assert torch.equal(out, aggr(x, index, dim_size=3))
+    for s in range(3):
+        if s != empty:
+            alone = pool(x[index == s], aggr=aggr)
+            assert torch.allclose(out[s:s + 1], alone, atol=1e-6)
+
+
+def test_quantile_matches_pyg_where_pyg_works():
+    aggr = A.MedianAggregation()
+    x = torch.randn(7, 3)
+    index = torch.tensor([0, 0, 0, 1, 1, 1, 1])
+    assert torch.equal(pool(x, index, aggr=aggr), aggr(x, index))
+
+
+def test_padding_aggregations_without_rows_give_zeros_of_their_width():
+    x = torch.randn(0, 4)
+    index = torch.zeros(0, dtype=torch.long)
+    for aggr, width in [(A.SortAggregation(k=2), 8),
+                        (A.LSTMAggregation(4, 6), 6),
+                        (A.SetTransformerAggregation(4, heads=1), 4)]:
+        out = pool(x, index, dim_size=3, aggr=aggr)
+        assert torch.equal(out, torch.zeros(3, width)), aggr
+    # Where PyG gives a value without rows, it is kept.
+    aggr = A.MulAggregation()
+    assert torch.equal(pool(x, index, dim_size=2, aggr=aggr),
+                       torch.ones(2, 4))
+
+
+@pytest.mark.parametrize('aggr', [
+    lambda: A.SortAggregation(k=2),
+    lambda: A.SetTransformerAggregation(3, heads=1),
+    lambda: A.GraphMultisetTransformer(3, k=2, heads=1),
+    lambda: MultiAggregation(['sum', A.SortAggregation(k=2)]),
+])
+def test_padding_aggregations_accept_shuffled_rows(aggr):
+    # They pad sets densely and need rows grouped by set; shuffled rows must
+    # give the sorted rows' result (each set's rows in their old order).
+    torch.manual_seed(0)
+    module = aggr().eval()
+    x = torch.randn(9, 3)
+    index = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    expected = module(x, index, dim_size=3)
+    perm = torch.tensor([4, 0, 8, 1, 5, 2, 6, 3, 7])  # rows keep set order
+    out = pool(x[perm], index[perm], dim_size=3, aggr=module)
+    assert torch.allclose(out, expected, atol=1e-6)
+
+
 def test_resolve_aggr_accepts_strings_instances_and_lists():
     assert isinstance(resolve_aggr('sum'), SumAggregation)
     assert isinstance(resolve_aggr('add'), SumAggregation)
@@ -87,8 +175,13 @@ def test_resolve_aggr_accepts_strings_instances_and_lists():
 
 
 def test_resolve_aggr_errors():
+    with pytest.raises(ValueError, match="Unknown 'aggr' 'summ'; did you "
+                       "mean 'sum'") as err:
+        resolve_aggr('summ')
+    # The common choices come first, then the rest.
+    assert "Common choices: 'sum', 'mean', 'max'" in str(err.value)
     with pytest.raises(ValueError, match="Unknown 'aggr' 'nope'"):
-        resolve_aggr('nope')
+        resolve_aggr(['sum', 'nope'])
     with pytest.raises(TypeError, match="'aggr' must be"):
         resolve_aggr(3)
     with pytest.raises(ValueError, match='empty list'):
@@ -97,50 +190,78 @@ def test_resolve_aggr_errors():
 
 def test_bad_grouping_messages():
     x = torch.randn(5, 2)
+
+    def check(*args, **kwargs):
+        return resolve_sets(x, *args, **kwargs)
+
     with pytest.raises(ValueError,
                        match="'batch' has 4 entries but 'x' has 5"):
-        check_sets(x, torch.zeros(4, dtype=torch.long))
+        check(torch.zeros(4, dtype=torch.long))
     with pytest.raises(TypeError, match="'batch' must be an integer tensor"):
-        check_sets(x, torch.zeros(5))
+        check(torch.zeros(5))
     with pytest.raises(TypeError, match="'ptr' must be an integer tensor"):
-        check_sets(x, ptr=torch.tensor([0.0, 5.0]))
+        check(ptr=torch.tensor([0.0, 5.0]))
     with pytest.raises(TypeError, match="'batch' must be a torch.Tensor"):
-        check_sets(x, [0, 0, 0, 0, 0])
+        check([0, 0, 0, 0, 0])
+    with pytest.raises(TypeError, match="pass dim_size="):
+        check(torch.zeros(5, dtype=torch.long), 3)
     with pytest.raises(ValueError, match=r"end at the number of rows .*5"):
-        check_sets(x, ptr=torch.tensor([0, 2, 4]))
+        check(ptr=torch.tensor([0, 2, 4]))
     with pytest.raises(ValueError, match='start at 0'):
-        check_sets(x, ptr=torch.tensor([1, 2, 5]))
+        check(ptr=torch.tensor([1, 2, 5]))
     with pytest.raises(ValueError, match='non-decreasing'):
-        check_sets(x, ptr=torch.tensor([0, 3, 2, 5]))
+        check(ptr=torch.tensor([0, 3, 2, 5]))
     with pytest.raises(ValueError, match="'dim_size' is 2 but 'ptr' has 4"):
-        check_sets(x, ptr=torch.tensor([0, 2, 4, 5]), dim_size=2)
+        check(ptr=torch.tensor([0, 2, 4, 5]), dim_size=2)
     with pytest.raises(ValueError,
                        match=r"ids in \[0, 3\] but 'dim_size' is 2"):
-        check_sets(x, torch.tensor([0, 1, 3, 1, 0]), dim_size=2)
+        check(torch.tensor([0, 1, 3, 1, 0]), dim_size=2)
     with pytest.raises(ValueError, match=r"ids in \[-1, 1\]"):
-        check_sets(x, torch.tensor([0, 1, -1, 1, 0]), dim_size=2)
+        check(torch.tensor([0, 1, -1, 1, 0]), dim_size=2)
     with pytest.raises(ValueError, match='describe different sets'):
-        check_sets(x, torch.tensor([0, 0, 0, 1, 1]),
-                   ptr=torch.tensor([0, 2, 5]))
+        check(torch.tensor([0, 0, 0, 1, 1]), ptr=torch.tensor([0, 2, 5]))
     with pytest.raises(ValueError, match='one-dimensional'):
-        check_sets(x, torch.zeros(5, 1, dtype=torch.long))
+        check(torch.zeros(5, 1, dtype=torch.long))
     with pytest.raises(TypeError, match="'dim_size' must be an int"):
-        check_sets(x, torch.zeros(5, dtype=torch.long), dim_size=2.0)
+        check(torch.zeros(5, dtype=torch.long), dim_size=2.0)
     with pytest.raises(ValueError, match="all rows form one set"):
-        check_sets(x, dim_size=3)
+        check(dim_size=3)
+    with pytest.raises(ValueError, match=r"feature dimension.*\(5,\).*"
+                       r"view\(-1, 1\)"):
+        resolve_sets(torch.randn(5))
+    with pytest.raises(ValueError, match="'dim' is -1 .* any dimension but "
+                       "the last"):
+        check(dim=-1)
+    with pytest.raises(TypeError, match="'x' must be a torch.Tensor"):
+        resolve_sets([[1.0]])
 
 
-def test_value_checks_are_skipped_off_cpu_unless_debug(monkeypatch):
-    pool_module = importlib.import_module('torch_geometric_deepsets.pool')
-    x = torch.randn(5, 2)
-    bad_ptr = torch.tensor([0, 2, 4])
-    # Pretend the tensors live on a GPU: reading their values would sync.
-    monkeypatch.setattr(pool_module, '_value_checks_enabled',
-                        lambda t: torch_geometric.is_debug_enabled())
-    check_sets(x, ptr=bad_ptr)  # not checked: would force a device sync
+def test_resolve_sets_fills_in_what_the_forward_needs():
+    x = torch.randn(2, 5, 3)
+    sets = resolve_sets(x, ptr=torch.tensor([0, 2, 5, 5]))
+    assert sets.index is None and sets.dim_size == 3 and sets.dim == 1
+    sets = resolve_sets(x, torch.tensor([0, 0, 1, 1, 1]))
+    assert sets.dim_size == 2 and sets.dim == 1
+    sets = resolve_sets(x, dim=0)
+    assert torch.equal(sets.index, torch.zeros(2, dtype=torch.long))
+    assert sets.dim_size == 1 and sets.dim == 0
+
+
+def test_value_checks_run_on_the_cpu_and_elsewhere_only_in_debug_mode():
+    cpu = torch.zeros(3, dtype=torch.long)
+    meta = torch.zeros(3, dtype=torch.long, device='meta')
+    assert value_checks_enabled(cpu)
+    assert not value_checks_enabled(meta)  # a read would sync a device
     with torch_geometric.debug():
-        with pytest.raises(ValueError, match='end at the number of rows'):
-            check_sets(x, ptr=bad_ptr)
+        assert value_checks_enabled(meta)
+    # On such a device a bad ptr is caught in debug mode only: its values
+    # are never read otherwise.
+    x = torch.randn(5, 2, device='meta')
+    bad_ptr = torch.tensor([0, 2, 4], device='meta')
+    resolve_sets(x, ptr=bad_ptr)
+    with torch_geometric.debug():
+        with pytest.raises(RuntimeError, match="item"):  # reads the values
+            resolve_sets(x, ptr=bad_ptr)
 
 
 def test_index_dtypes():
@@ -150,14 +271,7 @@ def test_index_dtypes():
         assert torch.allclose(out, x.view(2, 2, 2).sum(1))
 
 
-def test_pooled_channels_matches_actual_width():
-    from torch_geometric.nn.aggr import (
-        DegreeScalerAggregation,
-        EquilibriumAggregation,
-        Set2Set,
-        SortAggregation,
-    )
-    from torch_geometric_deepsets.pool import pooled_channels
+def test_pooled_width_matches_actual_width():
     x = torch.randn(7, 3)
     index = torch.tensor([0, 0, 1, 1, 1, 2, 2])
     aggrs = [
@@ -166,13 +280,17 @@ def test_pooled_channels_matches_actual_width():
         resolve_aggr(['sum', 'max'], {'mode': 'proj', 'mode_kwargs': {
             'in_channels': 3, 'out_channels': 5}}),
         resolve_aggr(['sum', 'mean'], {'mode': 'sum'}),
-        Set2Set(3, processing_steps=2),
-        SortAggregation(k=2),
+        A.Set2Set(3, processing_steps=2),
+        A.SortAggregation(k=2),
         resolve_aggr('quantile', {'q': [0.25, 0.5, 0.75]}),
-        EquilibriumAggregation(3, 4, num_layers=[8]),
-        DegreeScalerAggregation(['mean', 'max'], ['identity', 'linear'],
-                                deg=torch.tensor([1, 2, 3])),
+        A.EquilibriumAggregation(3, 4, num_layers=[8]),
+        A.DegreeScalerAggregation(['mean', 'max'], ['identity', 'linear'],
+                                  deg=torch.tensor([1, 2, 3])),
     ]
     for aggr in aggrs:
-        out = aggr(x, index, dim_size=3)
-        assert pooled_channels(aggr, 3) == out.size(-1), aggr
+        state = torch.get_rng_state()
+        width = pooled_width(aggr, 3)
+        assert torch.equal(state, torch.get_rng_state())
+        assert width == aggr(x, index, dim_size=3).size(-1), aggr
+    assert pooled_width(A.SumAggregation(), None) is None
+    assert pooled_width(A.SumAggregation(), -1) is None

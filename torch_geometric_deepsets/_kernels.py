@@ -1,31 +1,28 @@
-r"""Sum, mean and max pooling with their own backward passes, used for
+r"""Sum, mean and max pooling of rows grouped into sets: the reductions behind
 PyG's :class:`SumAggregation`, :class:`MeanAggregation` and
-:class:`MaxAggregation` by every layer and model of the package.
+:class:`MaxAggregation` in every layer and model of the package.
 
-What they add over PyG's :meth:`Aggregation.reduce` (measured on an idle
-2-core CPU, 65k rows x 128, see ``benchmarks/``):
+They give PyG's values (0 for an empty set) through plain torch operations
+with native autograd, with two additions, both measured in
+``benchmarks/bench.py``:
 
-* the max backward splits the gradient evenly between tied maxima, like
-  :func:`torch.amax`, so :func:`torch.autograd.gradcheck` holds at ties.
-  It works through the rows in cache-sized blocks with floating-point
-  masks (see :func:`max_backward`): max pooling forward + backward took
-  6.9-9.1 ms against 35-47 ms for PyG's scatter (whose
-  :meth:`Tensor.scatter_reduce_` backward dominates) and 13.9-14.7 ms for
-  the same formula on whole tensors with boolean masks;
-* sets longer than :data:`LONG_SET` rows are summed in chunks combined in
-  float64: a plain float32 sum of a million values near 1000 drifted by 1 %;
-* sums of ordinary sets use :meth:`Tensor.index_add_`, as fast as PyG's
-  scatter (both ~5x faster than a segment kernel, which runs on one thread);
-* broadcasting set rows back to elements (:func:`gather_sets`) has a
-  segment-sum backward instead of a second scatter.
+* max pooling has its own backward pass. It splits the gradient evenly
+  between tied maxima, as :func:`torch.amax` and
+  :meth:`Tensor.scatter_reduce` do, in fewer operations than autograd's
+  formula for :meth:`Tensor.scatter_reduce`; on the CPU it works through the
+  rows in cache-sized blocks (:func:`_max_backward_blocked`);
+* on the host path (see :func:`host_path`), sums over sets longer than
+  :data:`LONG_SET` rows are cut into chunks of :data:`CHUNK` rows whose
+  partial sums are added in float64: a plain float32 sum of a million values
+  near 1000 drifts by 1 %.
 
-:mod:`torch_scatter`'s :func:`segment_csr` replaces
-:func:`torch._segment_reduce` in the chunked sums where it is installed
-(~2x faster); results are identical.
+Everything else (GPU tensors, compiled graphs) takes the device path: no
+value is ever read back to the host, and no output shape depends on data.
 """
 from typing import Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 import torch_geometric.typing
@@ -33,30 +30,83 @@ from torch_geometric.typing import torch_scatter
 
 REDUCTIONS = ('sum', 'mean', 'max')
 
+#: Rows summed in one sequential run before partial sums are combined.
+CHUNK = 64
+#: Sets longer than this are summed in chunks of :data:`CHUNK` rows on the
+#: host path.
+LONG_SET = 2048
+#: Bytes of element rows the CPU max backward handles at a time.
+BLOCK_BYTES = 2**21
 
-def _rows(src: Tensor, index: Tensor) -> Tensor:
-    r""":obj:`src[index]` along the first dimension."""
-    return src.index_select(0, index)
 
+def host_path(tensor: Tensor) -> bool:
+    r"""Whether work on :obj:`tensor` runs on the host path: eager mode on
+    the CPU, where reading a value costs no device synchronisation.
 
-def set_counts(index: Tensor, ptr: Optional[Tensor],
-               dim_size: int) -> Tensor:
-    r"""Number of rows of each set, shape :math:`[B]`, from :obj:`ptr` where
-    given, else from the set id of every row."""
-    if ptr is not None:
-        return ptr[1:] - ptr[:-1]
-    return torch.bincount(index, minlength=dim_size)
+    The host path may look at values: it validates them, sums long sets in
+    chunks and picks the blocked max backward. Everything else (GPU and
+    other devices, :func:`torch.compile` and :func:`torch.export` graphs,
+    which cannot branch on data) takes the device path, which never reads a
+    value and gives the same results up to floating-point rounding.
+    """
+    return (tensor.device.type == 'cpu'
+            and not torch.compiler.is_compiling())
 
 
 def use_torch_scatter() -> bool:
-    r"""Whether the optional :mod:`torch_scatter` backend is used."""
+    r"""Whether the optional :mod:`torch_scatter` backend is used for the
+    chunked sums of long sets."""
     return bool(torch_geometric.typing.WITH_TORCH_SCATTER)
 
 
-#: Rows summed in one sequential run before partial sums are combined.
-CHUNK = 64
-#: Sets longer than this are summed in chunks of :data:`CHUNK` rows.
-LONG_SET = 2048
+def along(vector: Tensor, dim: int, ndim: int) -> Tensor:
+    r"""A view of the per-set :obj:`vector` (:math:`[B]`) that broadcasts
+    against a tensor of :obj:`ndim` dimensions with sets along :obj:`dim`
+    (non-negative)."""
+    if dim == ndim - 1:
+        return vector
+    return vector.view([-1] + [1] * (ndim - dim - 1))
+
+
+def set_counts(index: Optional[Tensor], ptr: Optional[Tensor], dim_size: int,
+               dtype: torch.dtype = torch.long) -> Tensor:
+    r"""Number of rows of each set, shape :math:`[B]`, from :obj:`ptr` where
+    given, else from the set id of every row (a scatter into a fixed-size
+    buffer: no output shape depends on data, unlike
+    :func:`torch.bincount`)."""
+    if ptr is not None:
+        return (ptr[1:] - ptr[:-1]).to(dtype)
+    ones = torch.ones_like(index, dtype=dtype)
+    return ones.new_zeros(dim_size).index_add_(0, index, ones)
+
+
+def _pooled_shape(x: Tensor, dim: int, dim_size: int):
+    shape = list(x.shape)
+    shape[dim] = dim_size
+    return shape
+
+
+def _expanded(index: Tensor, x: Tensor, dim: int) -> Tensor:
+    r""":obj:`index` broadcast to the shape of :obj:`x` along :obj:`dim`, as
+    :meth:`Tensor.scatter_reduce_` wants it."""
+    shape = [1] * x.dim()
+    shape[dim] = -1
+    return index.view(shape).expand_as(x)
+
+
+def ptr_to_index(ptr: Tensor, num_rows: int) -> Tensor:
+    r"""The set id of every row from :obj:`ptr`, without reading a value
+    back to the host."""
+    return torch.repeat_interleave(ptr[1:] - ptr[:-1], output_size=num_rows)
+
+
+def _offsets(ptr: Tensor, x: Tensor, dim: int) -> Tensor:
+    r""":obj:`ptr` as :func:`torch._segment_reduce` wants it for sets along
+    :obj:`dim`: one copy per index of the leading dimensions."""
+    return ptr.expand(x.shape[:dim] + ptr.shape) if dim else ptr
+
+
+# Sums ########################################################################
 
 
 def _segment_sum_raw(x: Tensor, ptr: Tensor) -> Tensor:
@@ -65,20 +115,15 @@ def _segment_sum_raw(x: Tensor, ptr: Tensor) -> Tensor:
     return torch._segment_reduce(x, 'sum', offsets=ptr, initial=0)
 
 
-def _segment_sum(x: Tensor, ptr: Tensor) -> Tensor:
-    r"""Segment sum that stays accurate for huge sets.
+def _chunked_sum(x: Tensor, ptr: Tensor) -> Tensor:
+    r"""Per-set sums of the rows of the 2-D :obj:`x` (grouped by set, with
+    boundaries :obj:`ptr`) that stay accurate for huge sets.
 
     Both segment kernels add a segment's rows one after the other, so the
-    rounding error grows with the set size: the float32 mean of a million
-    values around 1000 measured 0.9 % off. Here every segment is first cut
+    rounding error grows with the set size. Here every segment is also cut
     at multiples of :data:`CHUNK` rows, the pieces are summed, and the
-    partial sums are added in float64. The cut points come from a sort of
-    :obj:`ptr` and a fixed grid, so no size is read back from the device.
-    """
+    partial sums are added in float64."""
     num_rows = x.size(0)
-    if x.dtype == torch.float64 or num_rows <= 2 * CHUNK \
-            or not x.dtype.is_floating_point:
-        return _segment_sum_raw(x, ptr)
     grid = torch.arange(0, num_rows + 1, CHUNK, device=x.device,
                         dtype=ptr.dtype)
     bounds = torch.sort(torch.cat([ptr, grid])).values
@@ -88,93 +133,60 @@ def _segment_sum(x: Tensor, ptr: Tensor) -> Tensor:
     return _segment_sum_raw(partial.double(), outer).to(x.dtype)
 
 
-def _sorted_view(x: Tensor, index: Tensor, ptr: Optional[Tensor],
-                 dim_size: int) -> Tuple[Tensor, Optional[Tensor]]:
-    r"""Rows of :obj:`x` grouped by set, and :obj:`ptr`, when that is cheap
-    (CPU, or :obj:`ptr` given); :obj:`(x, None)` otherwise."""
-    if ptr is not None:
-        return x, ptr
-    on_cpu = x.device.type == 'cpu'
-    if not on_cpu and not torch.are_deterministic_algorithms_enabled():
-        return x, None  # GPU atomics scatter fast; a sortedness check syncs
-    counts = set_counts(index, None, dim_size)
-    ptr = torch.zeros(dim_size + 1, dtype=torch.long, device=x.device)
-    torch.cumsum(counts, 0, out=ptr[1:])
-    # On the CPU, sort only when needed; on a GPU in deterministic mode,
-    # always (asking whether rows are sorted would sync the device).
-    if not on_cpu or (index.numel() > 1
-                      and bool((index[1:] < index[:-1]).any())):
-        x = x.index_select(0, torch.argsort(index, stable=True))
-    return x, ptr
+class _AccurateSum(torch.autograd.Function):
+    r"""The chunked sum of long sets (host path only), with the backward
+    pass of a plain sum."""
+    @staticmethod
+    def forward(ctx, x: Tensor, index: Optional[Tensor],
+                ptr: Optional[Tensor], counts: Tensor, dim_size: int,
+                dim: int) -> Tensor:
+        ctx.save_for_backward(index, ptr)
+        ctx.dim = dim
+        ctx.num_rows = x.size(dim)
+        rows = x.movedim(dim, 0)
+        shape = rows.shape
+        rows = rows.reshape(shape[0], -1)
+        if ptr is None:
+            ptr = torch.zeros(dim_size + 1, dtype=torch.long,
+                              device=x.device)
+            torch.cumsum(counts, 0, out=ptr[1:])
+            if index.numel() > 1 and bool((index[1:] < index[:-1]).any()):
+                rows = rows.index_select(0, torch.argsort(index,
+                                                          stable=True))
+        out = _chunked_sum(rows, ptr)
+        return out.view((dim_size, ) + tuple(shape[1:])).movedim(0, dim)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        index, ptr = ctx.saved_tensors
+        if index is None:
+            index = ptr_to_index(ptr, ctx.num_rows)
+        return (grad.index_select(ctx.dim, index), None, None, None, None,
+                None)
 
 
-def _needs_chunks(x: Tensor, index: Tensor, ptr: Optional[Tensor],
-                  dim_size: int) -> bool:
-    r"""Whether a set may be long enough for sequential float rounding to
-    matter (more than :data:`LONG_SET` rows)."""
-    if x.dtype == torch.float64 or x.size(0) <= LONG_SET:
-        return False
-    if x.device.type != 'cpu':
-        # Reading the largest set size would sync the device: chunk whenever
-        # ptr makes it cheap, and leave atomics to index-only input.
-        return ptr is not None
-    counts = set_counts(index, ptr, dim_size)
-    return counts.numel() > 0 and int(counts.max()) > LONG_SET
+def _needs_chunks(x: Tensor, counts: Tensor) -> bool:
+    return (x.dtype.is_floating_point and x.dtype != torch.float64
+            and counts.numel() > 0 and int(counts.max()) > LONG_SET)
 
 
-def segment_sum(x: Tensor, index: Tensor, ptr: Optional[Tensor],
-                dim_size: int, exact: bool = False) -> Tensor:
-    r"""Per-set sum of the rows of :obj:`x` (no autograd).
-
-    Sets of up to :data:`LONG_SET` rows are summed by
-    :meth:`Tensor.index_add_` (parallel, measured 5x faster than either
-    segment kernel on an idle 2-core CPU); longer sets take the chunked,
-    float64-combined path of :func:`_segment_sum`. :obj:`exact` marks
-    small-integer values (counts), whose sums are exact in any order.
-    """
-    deterministic_gpu = (x.device.type != 'cpu'
-                         and torch.are_deterministic_algorithms_enabled())
-    if deterministic_gpu or (not exact
-                             and _needs_chunks(x, index, ptr, dim_size)):
-        rows, rows_ptr = _sorted_view(x, index, ptr, dim_size)
-        if rows_ptr is not None:
-            if exact:
-                return _segment_sum_raw(rows, rows_ptr)
-            return _segment_sum(rows, rows_ptr)
-    out = x.new_zeros(dim_size, x.size(1))
-    return out.index_add_(0, index, x)
+def segment_sum(x: Tensor, index: Optional[Tensor], ptr: Optional[Tensor],
+                dim_size: int, dim: int = 0) -> Tensor:
+    r"""Per-set sum along :obj:`dim` (non-negative) of the rows of
+    :obj:`x`; :obj:`index` is the set id of every row, :obj:`ptr` the
+    boundaries of sorted sets (at least one of them given)."""
+    if host_path(x) and x.size(dim) > LONG_SET:
+        counts = set_counts(index, ptr, dim_size)
+        if _needs_chunks(x, counts):
+            return _AccurateSum.apply(x, index, ptr, counts, dim_size, dim)
+    if index is None:
+        return torch._segment_reduce(x, 'sum', offsets=_offsets(ptr, x, dim),
+                                     axis=dim, initial=0)
+    out = x.new_zeros(_pooled_shape(x, dim, dim_size))
+    return out.index_add_(dim, index, x)
 
 
-def segment_max(x: Tensor, index: Tensor, dim_size: int) -> Tensor:
-    r"""Per-set maximum (0 for empty sets; no autograd). A scatter with
-    :obj:`include_self=False` measured as fast as a copy of :obj:`x` on the
-    CPU (1.3 ms against 1.6 ms at 65k x 128, 2 threads)."""
-    out = x.new_zeros(dim_size, x.size(1))
-    return out.scatter_reduce_(0, index.view(-1, 1).expand_as(x), x,
-                               reduce='amax', include_self=False)
-
-
-def _count(x: Tensor, index: Tensor, ptr: Optional[Tensor],
-           dim_size: int) -> Tensor:
-    counts = set_counts(index, ptr, dim_size)
-    return counts.to(x.dtype).clamp_(min=1).unsqueeze(-1)
-
-
-#: Bytes of element rows the CPU max backward handles at a time.
-BLOCK_BYTES = 2**21
-
-
-def _is_max(x: Tensor, out: Tensor, index: Tensor, buf: Tensor,
-            rows_buf: Optional[Tensor] = None) -> Tensor:
-    r"""1.0 where a row of :obj:`x` holds its set's maximum, else 0.0,
-    written to :obj:`buf` (:obj:`rows_buf` takes the gathered maxima). A
-    floating-point result: comparisons that write booleans measured 4x
-    slower on the CPU."""
-    if rows_buf is None:
-        maxima = out.index_select(0, index)
-    else:
-        maxima = torch.index_select(out, 0, index, out=rows_buf)
-    return torch.eq(x, maxima, out=buf)
+# Max #########################################################################
 
 
 def _count_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -183,38 +195,33 @@ def _count_dtype(dtype: torch.dtype) -> torch.dtype:
     return dtype if dtype in (torch.float32, torch.float64) else torch.float32
 
 
-def max_backward(grad: Tensor, x: Tensor, index: Tensor,
-                 ptr: Optional[Tensor], out: Tensor) -> Tensor:
-    r"""Gradient of the per-set maximum :obj:`out` with respect to :obj:`x`:
-    :obj:`grad` of a set goes to the rows holding the maximum, split evenly
-    between tied rows as :func:`torch.amax` does.
-
-    On the CPU, :func:`_max_backward_blocked`; elsewhere, where kernel
-    launches rather than memory traffic set the time, and whenever the
-    backward pass itself is differentiated (:obj:`create_graph=True`: the
-    blocked form writes into buffers, which autograd cannot follow),
-    :func:`_max_backward_whole`."""
-    if x.device.type == 'cpu' and not grad.requires_grad:
-        return _max_backward_blocked(grad, x, index, ptr, out)
-    return _max_backward_whole(grad, x, index, ptr, out)
-
-
-def _max_backward_whole(grad: Tensor, x: Tensor, index: Tensor,
-                        ptr: Optional[Tensor], out: Tensor) -> Tensor:
-    r""":func:`max_backward` in a few whole-tensor operations that never
-    read a value back to the host: ties are always counted."""
-    is_max = _is_max(x, out, index,
-                     x.new_empty(x.shape, dtype=_count_dtype(x.dtype)))
-    ties = segment_sum(is_max, index, ptr, out.size(0), exact=True)
+def _max_backward_whole(grad: Tensor, x: Tensor, index: Tensor, out: Tensor,
+                        dim: int) -> Tensor:
+    r"""The max gradient in a few whole-tensor operations that never read a
+    value back to the host: :obj:`grad` of a set goes to the rows holding
+    its maximum, split evenly between ties."""
+    is_max = torch.eq(x, out.index_select(dim, index)).to(
+        _count_dtype(x.dtype))
+    ties = is_max.new_zeros(out.shape).index_add_(dim, index, is_max)
     share = grad / ties.clamp_(min=1)
-    return is_max.mul_(share.index_select(0, index)).to(x.dtype)
+    return is_max.mul_(share.index_select(dim, index)).to(x.dtype)
+
+
+def _is_max(x: Tensor, out: Tensor, index: Tensor, buf: Tensor,
+            rows_buf: Tensor) -> Tensor:
+    r"""1.0 where a row of :obj:`x` holds its set's maximum, else 0.0,
+    written to :obj:`buf` (:obj:`rows_buf` takes the gathered maxima).
+    Comparisons that write booleans measured 4x slower on the CPU."""
+    maxima = torch.index_select(out, 0, index, out=rows_buf)
+    return torch.eq(x, maxima, out=buf)
 
 
 def _max_backward_blocked(grad: Tensor, x: Tensor, index: Tensor,
-                          ptr: Optional[Tensor], out: Tensor) -> Tensor:
-    r""":func:`max_backward` over blocks of :data:`BLOCK_BYTES` of rows,
-    whose temporaries stay in cache, so that memory sees little more than
-    one read of :obj:`x` and one write of the gradient.
+                          out: Tensor) -> Tensor:
+    r"""The max gradient of 2-D :obj:`x` on the CPU, over blocks of
+    :data:`BLOCK_BYTES` of rows whose temporaries stay in cache, so that
+    memory sees little more than one read of :obj:`x` and one write of the
+    gradient.
 
     Ties are counted only when the maxima found outnumber the (set,
     feature) pairs, so data without ties costs one pass. Tied maxima are
@@ -225,7 +232,6 @@ def _max_backward_blocked(grad: Tensor, x: Tensor, index: Tensor,
     step = max(BLOCK_BYTES // max(1, channels * x.element_size()), 1)
     blocks = list(zip(x.split(step), index.split(step), grad_x.split(step)))
     found = x.new_zeros((), dtype=torch.float64)
-    # Gathered set rows go to one reused block-sized buffer.
     rows_buf = grad.new_empty(min(step, x.size(0)), channels)
     for x_block, rows, grad_block in blocks:
         gathered = rows_buf[:rows.numel()]
@@ -235,7 +241,7 @@ def _max_backward_blocked(grad: Tensor, x: Tensor, index: Tensor,
     # Without NaN every (set, feature) pair of a non-empty set has at least
     # one maximum, so as many maxima as pairs means no ties. A NaN maximum
     # has none and could hide a tie elsewhere.
-    counts = set_counts(index, ptr, num_sets)
+    counts = set_counts(index, None, num_sets)
     pairs = int((counts > 0).sum()) * channels
     if float(found) == float(pairs) and not bool(out.isnan().any()):
         return grad_x
@@ -251,72 +257,151 @@ def _max_backward_blocked(grad: Tensor, x: Tensor, index: Tensor,
     return grad_x
 
 
-class SegmentPool(torch.autograd.Function):
+class _SegmentMax(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, index: Tensor, ptr: Optional[Tensor],
-                dim_size: int, reduce: str) -> Tensor:
-        ctx.reduce = reduce
-        if reduce == 'max':
-            out = segment_max(x, index, dim_size)
-            ctx.save_for_backward(x, index, out)
-            ctx.ptr = ptr
-            return out
-        out = segment_sum(x, index, ptr, dim_size)
-        if reduce == 'mean':
-            count = _count(x, index, ptr, dim_size)
-            out = out / count
-            ctx.save_for_backward(index, count)
-        else:
-            ctx.save_for_backward(index)
+    def forward(ctx, x: Tensor, index: Tensor, dim_size: int,
+                dim: int) -> Tensor:
+        out = x.new_zeros(_pooled_shape(x, dim, dim_size))
+        out.scatter_reduce_(dim, _expanded(index, x, dim), x, reduce='amax',
+                            include_self=False)
+        ctx.save_for_backward(x, index, out)
+        ctx.dim = dim
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        if ctx.reduce == 'max':
-            x, index, out = ctx.saved_tensors
-            grad_x = max_backward(grad.contiguous(), x, index, ctx.ptr, out)
-        elif ctx.reduce == 'mean':
-            index, count = ctx.saved_tensors
-            grad_x = _rows(grad / count, index)
+        x, index, out = ctx.saved_tensors
+        # The blocked form writes into buffers, which autograd cannot follow
+        # when the backward pass is itself differentiated.
+        if (host_path(x) and x.dim() == 2 and ctx.dim == 0
+                and not grad.requires_grad):
+            grad_x = _max_backward_blocked(grad.contiguous(), x, index, out)
         else:
-            index, = ctx.saved_tensors
-            grad_x = _rows(grad, index)
-        return grad_x, None, None, None, None
+            grad_x = _max_backward_whole(grad, x, index, out, ctx.dim)
+        return grad_x, None, None, None
 
 
-def segment_pool(x: Tensor, index: Tensor, ptr: Optional[Tensor],
-                 dim_size: int, reduce: str) -> Tensor:
-    r"""Sum, mean or max of the rows of :obj:`x` set by set, with empty sets
-    pooling to zero. :obj:`index` is the set id of every row; :obj:`ptr`
-    (optional) the boundaries of sorted sets."""
-    if x.dim() != 2:
-        raise ValueError(f"'x' must be two-dimensional "
-                         f"(got shape {tuple(x.shape)})")
-    return SegmentPool.apply(x.contiguous(), index, ptr, dim_size, reduce)
+def segment_max(x: Tensor, index: Optional[Tensor], ptr: Optional[Tensor],
+                dim_size: int, dim: int = 0) -> Tensor:
+    r"""Per-set maximum along :obj:`dim` (non-negative), 0 for empty sets,
+    with the gradient split evenly between tied maxima.
+
+    :obj:`ptr` alone is turned into set ids first: the backward pass of
+    :func:`torch._segment_reduce`'s maximum (PyG's path for :obj:`ptr`)
+    gives tied maxima of zero or below the full gradient each (torch 2.13;
+    pinned by a test)."""
+    if index is None:
+        index = ptr_to_index(ptr, x.size(dim))
+    return _SegmentMax.apply(x, index, dim_size, dim)
 
 
-class SetGather(torch.autograd.Function):
-    r"""Copies each set's row to its elements. The backward pass sums the
-    elements' gradients with :func:`segment_sum`, which stays accurate for
-    huge sets."""
+def segment_pool(x: Tensor, index: Optional[Tensor], ptr: Optional[Tensor],
+                 dim_size: int, reduce: str, dim: int = 0) -> Tensor:
+    r"""Sum, mean or max of the rows of :obj:`x` set by set along
+    :obj:`dim` (non-negative), with empty sets pooling to zero."""
+    if reduce == 'max':
+        return segment_max(x, index, ptr, dim_size, dim)
+    out = segment_sum(x, index, ptr, dim_size, dim)
+    if reduce == 'mean':
+        counts = set_counts(index, ptr, dim_size, out.dtype).clamp_(min=1)
+        out = out / along(counts, dim, out.dim())
+    return out
+
+
+def _pool_for_affine(h: Tensor, index: Optional[Tensor],
+                     ptr: Optional[Tensor], dim_size: int, mean: bool
+                     ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    r"""The pooled rows :math:`\mathbf{P}` of 2-D :obj:`h` (sums, or means
+    with 0 for empty sets), the weight :math:`w_s` of the bias in
+    :math:`\bigoplus_i (\mathbf{h}_i\mathbf{W}^\top + \mathbf{b}) =
+    \mathbf{P}_s\mathbf{W}^\top + w_s\mathbf{b}` (the set size for the
+    sum, :math:`[n_s > 0]` for the mean), and the divisors
+    :math:`\max(n_s, 1)` of a mean over :obj:`index` (:obj:`None`
+    otherwise)."""
+    dtype = _count_dtype(h.dtype)
+    if not mean:
+        return (segment_sum(h, index, ptr, dim_size),
+                set_counts(index, ptr, dim_size, dtype), None)
+    if index is None and not host_path(h):
+        nonempty = (ptr[1:] != ptr[:-1]).to(dtype)
+        pooled = torch._segment_reduce(h, 'mean', offsets=ptr, initial=0)
+        return pooled, nonempty, None
+    counts = set_counts(index, ptr, dim_size, dtype)
+    divisors = counts.clamp(min=1).unsqueeze(-1)
+    pooled = segment_sum(h, index, ptr, dim_size) / divisors.to(h.dtype)
+    return pooled, counts.clamp_(max=1), divisors
+
+
+class _PoolAffine(torch.autograd.Function):
+    r""":math:`\mathbf{P}_s \mathbf{W}^\top + w_s \mathbf{b}` (see
+    :func:`_pool_for_affine`) with a backward pass of its own, so that a
+    training step dispatches no more operations than the same layer applied
+    before pooling (autograd's formulas for this expression take more)."""
     @staticmethod
-    def forward(ctx, src: Tensor, index: Tensor, ptr: Optional[Tensor]
-                ) -> Tensor:
-        ctx.save_for_backward(index)
-        ctx.ptr = ptr
-        ctx.num_sets = src.size(0)
-        return _rows(src, index)
+    def forward(ctx, h: Tensor, weight: Tensor, bias: Optional[Tensor],
+                index: Optional[Tensor], ptr: Optional[Tensor],
+                dim_size: int, mean: bool) -> Tensor:
+        pooled, bias_weight, divisors = _pool_for_affine(
+            h, index, ptr, dim_size, mean)
+        out = torch.mm(pooled, weight.t())
+        if bias is not None:
+            out = torch.addr(out, bias_weight.to(out.dtype),
+                             bias.to(out.dtype))
+        ctx.save_for_backward(h, weight, pooled, bias_weight, divisors,
+                              index, ptr)
+        ctx.mean = mean
+        ctx.has_bias = bias is not None
+        return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        index, = ctx.saved_tensors
-        grad_src = segment_sum(grad.contiguous(), index, ctx.ptr,
-                               ctx.num_sets)
-        return grad_src, None, None
+        (h, weight, pooled, bias_weight, divisors, index,
+         ptr) = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            # Differentiating this backward pass (create_graph=True) needs
+            # the pooled rows as a function of h, not as a saved constant,
+            # and a gather that has a derivative itself.
+            pooled = _pool_for_affine(h, index, ptr, pooled.size(0),
+                                      ctx.mean)[0]
+            if index is None:
+                index = ptr_to_index(ptr, h.size(0))
+                if ctx.mean:
+                    divisors = set_counts(None, ptr, pooled.size(0), grad.dtype
+                                          ).clamp_(min=1).unsqueeze(-1)
+        grad_h = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_pooled = torch.mm(grad, weight.to(grad.dtype))
+            if index is None:
+                grad_h = torch.ops.aten._segment_reduce_backward(
+                    grad_pooled, pooled, h, 'mean' if ctx.mean else 'sum',
+                    offsets=ptr, axis=0, initial=0)
+            else:
+                if divisors is not None:
+                    grad_pooled = grad_pooled / divisors.to(grad.dtype)
+                grad_h = grad_pooled.index_select(0, index)
+        if ctx.needs_input_grad[1]:
+            grad_weight = torch.mm(grad.t(), pooled.to(grad.dtype))
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = torch.mv(grad.t(), bias_weight.to(grad.dtype))
+        return grad_h, grad_weight, grad_bias, None, None, None, None
 
 
-def gather_sets(src: Tensor, index: Tensor,
-                ptr: Optional[Tensor] = None) -> Tensor:
-    r""":obj:`src[index]` for set-level rows :obj:`src` of shape
-    :math:`[B, F]`, with a fast backward pass."""
-    return SetGather.apply(src, index, ptr)
+def pool_affine(h: Tensor, weight: Tensor, bias: Optional[Tensor],
+                index: Optional[Tensor], ptr: Optional[Tensor], dim_size: int,
+                reduce: str, dim: int = 0) -> Tensor:
+    r""":math:`\bigoplus_i (\mathbf{h}_i\mathbf{W}^\top + \mathbf{b})`
+    per set for :obj:`reduce` :obj:`"sum"` or :obj:`"mean"`, computed on the
+    pooled rows: :math:`\mathbf{S}_s \mathbf{W}^\top + n_s \mathbf{b}`
+    with :math:`\mathbf{S}_s = \sum_i \mathbf{h}_i` and :math:`n_s` the
+    set size, divided by :math:`\max(n_s, 1)` for the mean (0 for an empty
+    set, as PyG's mean gives)."""
+    if h.dim() == 2 and dim == 0:
+        return _PoolAffine.apply(h, weight, bias, index, ptr, dim_size,
+                                 reduce == 'mean')
+    out = F.linear(segment_sum(h, index, ptr, dim_size, dim), weight)
+    counts = set_counts(index, ptr, dim_size, out.dtype)
+    if bias is not None:
+        out = torch.addcmul(out, along(counts, dim, out.dim()), bias)
+    if reduce == 'mean':
+        out = out / along(counts.clamp(min=1), dim, out.dim())
+    return out

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from torch_geometric.utils import to_dense_batch
-from torch_geometric_deepsets.pool import check_sets, check_x
+from torch_geometric_deepsets.pool import resolve_sets
 
 
 def from_dense(x: Tensor, mask: Optional[Tensor] = None
@@ -64,11 +64,11 @@ def to_dense(x: Tensor, batch: Optional[Tensor] = None,
     Returns:
         :obj:`(x, mask)` of shapes :math:`(B, M, F)` and :math:`(B, M)`.
     """
-    check_x(x)
-    batch, _, dim_size = check_sets(x, batch, None, dim_size)
-    if batch is None:
-        batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
-    elif batch.numel() > 1 and bool((batch[1:] < batch[:-1]).any()):
+    if isinstance(x, Tensor) and x.dim() != 2:
+        raise ValueError(f"'x' must be a matrix [num_elements, num_features] "
+                         f"(got shape {tuple(x.shape)})")
+    batch, _, dim_size, _ = resolve_sets(x, batch, None, dim_size)
+    if batch.numel() > 1 and bool((batch[1:] < batch[:-1]).any()):
         batch, perm = torch.sort(batch, stable=True)
         x = x[perm]
     if max_size is not None and batch.numel() > 0:

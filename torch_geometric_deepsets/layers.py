@@ -1,19 +1,17 @@
 from typing import Any, Dict, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Linear
 
-from torch_geometric_deepsets._kernels import gather_sets
 from torch_geometric_deepsets.pool import (
     AggrType,
     apply_aggr,
     broadcast,
-    check_sets,
-    check_x,
-    pooled_channels,
+    call_with_sets,
+    pooled_width,
     resolve_aggr,
-    set_index,
 )
 
 
@@ -63,9 +61,9 @@ class PermutationEquivariantLayer(torch.nn.Module):
             when :obj:`aggr` is a string. (default: :obj:`None`)
 
     Shapes:
-        - **input:** elements :math:`(N, F_{in})`, set ids :math:`(N)` or
+        - **input:** elements :math:`(*, N, F_{in})`, set ids :math:`(N)` or
           boundaries :math:`(B + 1)`
-        - **output:** :math:`(N, F_{out})`
+        - **output:** :math:`(*, N, F_{out})`
     """
     def __init__(
         self,
@@ -88,7 +86,7 @@ class PermutationEquivariantLayer(torch.nn.Module):
         self.tied = tied
         self.aggr_module = resolve_aggr(aggr, aggr_kwargs)
 
-        width = pooled_channels(self.aggr_module, in_channels)
+        width = pooled_width(self.aggr_module, in_channels)
         if tied and width != in_channels:
             raise ValueError(f"tied=True subtracts the pooled features from "
                              f"the elements, so 'aggr' must keep the width "
@@ -107,62 +105,50 @@ class PermutationEquivariantLayer(torch.nn.Module):
             self.lin_pool.reset_parameters()
         self.aggr_module.reset_parameters()
 
+    def __call__(self, x: Tensor, batch: Optional[Tensor] = None,
+                 ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
+                 dim: int = -2) -> Tensor:
+        return call_with_sets(self, x, (), batch, ptr, dim_size, dim,
+                              'batch', self.in_channels)
+
     def forward(
         self,
         x: Tensor,
         batch: Optional[Tensor] = None,
         ptr: Optional[Tensor] = None,
         dim_size: Optional[int] = None,
+        dim: int = -2,
     ) -> Tensor:
         r"""Forward pass.
 
         Args:
-            x (torch.Tensor): Element features :math:`(N, F_{in})`.
+            x (torch.Tensor): Element features :math:`(*, N, F_{in})`.
             batch (torch.Tensor, optional): Set id of every element;
                 :obj:`None` (with :obj:`ptr=None`) means one set.
                 (default: :obj:`None`)
             ptr (torch.Tensor, optional): Boundaries of sorted sets, an
                 alternative to :obj:`batch`. (default: :obj:`None`)
             dim_size (int, optional): Number of sets. (default: :obj:`None`)
+            dim (int, optional): The dimension of the elements.
+                (default: :obj:`-2`)
         """
-        if not torch.jit.is_scripting():
-            check_x(x, channels=self.in_channels)
-            batch, ptr, dim_size = check_sets(x, batch, ptr, dim_size)
-        index, dim_size = set_index(x, batch, ptr, dim_size)
-        return self.propagate(x, index, ptr, dim_size)
-
-    def propagate(self, x: Tensor, index: Tensor, ptr: Optional[Tensor],
-                  dim_size: int) -> Tensor:
-        r"""The layer without input checks, for callers that validated the
-        grouping already (:obj:`index` is the set id of every row)."""
-        if torch.jit.is_scripting():
-            pooled = self.aggr_module(x, index, ptr=ptr, dim_size=dim_size)
-        else:
-            pooled = apply_aggr(self.aggr_module, x, index, ptr, dim_size)
+        pooled = apply_aggr(self.aggr_module, x, batch, ptr, dim_size, dim)
         if self.lin_pool is None:
             # (x - p) Λ + b = x Λ + b - p Λ: multiply the B pooled rows, not N.
-            shift = torch.nn.functional.linear(pooled, self.lin.weight)
+            shift = F.linear(pooled, self.lin.weight)
         else:
             shift = self.lin_pool(pooled)
-        if torch.jit.is_scripting():
-            return self.lin(x).sub_(shift.index_select(0, index))
-        return self._combine(x, shift, index, ptr)
-
-    @torch.jit.unused
-    def _combine(self, x: Tensor, shift: Tensor, index: Tensor,
-                 ptr: Optional[Tensor]) -> Tensor:
-        r""":math:`\mathbf{x}_i \mathbf{\Lambda} + \mathbf{b} -
-        \mathbf{s}_{S(i)}` for the set rows :math:`\mathbf{s}`."""
-        if (torch.compiler.is_compiling()
-                or torch.is_autocast_enabled(x.device.type)):
-            return self.lin(x).sub_(broadcast(shift, x, index, ptr))
-        # b - s is formed per set and gathered to the elements; the GEMM
-        # then adds x Λ into that buffer in place: one [N, F_out] buffer and
-        # no separate subtraction pass. (Under autocast the GEMM would get
-        # other dtypes than the buffer, so it takes the path above.)
+        # b - s per set, gathered to the elements, and x Λ added by the GEMM:
+        # no separate [N, F_out] subtraction pass.
         bias = self.lin.bias
         shift = shift.neg() if bias is None else torch.sub(bias, shift)
-        return gather_sets(shift, index, ptr).addmm_(x, self.lin.weight.t())
+        base = broadcast(shift, x, batch, ptr, dim)
+        if x.dim() == 2:
+            return torch.addmm(base, x, self.lin.weight.t())
+        out = torch.addmm(base.reshape(-1, self.out_channels),
+                          x.reshape(-1, self.in_channels),
+                          self.lin.weight.t())
+        return out.view(x.shape[:-1] + (self.out_channels, ))
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.in_channels}, '

@@ -1,61 +1,70 @@
-r"""Functional helpers shared by every layer and model: validating the
-grouping of rows into sets, resolving pooling operators and moving between
-element level and set level.
+r"""Functional helpers shared by every layer and model: the one prologue that
+validates the grouping of rows into sets, the pooling operators, and moving
+between element level and set level.
 
 A batch of sets is stored like a PyG mini-batch of edgeless graphs: the
-elements of all sets are the rows of one matrix :obj:`x` of shape
-:math:`[N, F]`, and either a :obj:`batch` vector of shape :math:`[N]` (the set
-of each row, in any order) or a :obj:`ptr` vector of shape :math:`[B + 1]`
-(the row boundaries of sorted sets) says which rows form which set.
+elements of all sets are the rows of one tensor :obj:`x` of shape
+:math:`[*, N, F]`, and either an :obj:`index` (:obj:`batch`) vector of shape
+:math:`[N]` (the set of each row, in any order) or a :obj:`ptr` vector of
+shape :math:`[B + 1]` (the row boundaries of sorted sets) says which rows form
+which set. Rows lie along :obj:`dim` (:obj:`-2` by default, as for PyG's
+aggregations); the last dimension holds the features.
 """
-from typing import Any, Dict, List, Optional, Tuple, Union
+import difflib
+from typing import Any, Dict, List, NamedTuple, Optional, Union
 
 import torch
 from torch import Tensor
 
 import torch_geometric
-from torch_geometric.index import ptr2index
 from torch_geometric.nn.aggr import (
     Aggregation,
-    DegreeScalerAggregation,
-    EquilibriumAggregation,
     GraphMultisetTransformer,
+    GRUAggregation,
+    LCMAggregation,
+    LSTMAggregation,
     MaxAggregation,
     MeanAggregation,
+    MLPAggregation,
     MultiAggregation,
+    PatchTransformerAggregation,
     QuantileAggregation,
-    Set2Set,
     SetTransformerAggregation,
     SortAggregation,
     SumAggregation,
 )
 from torch_geometric.nn.resolver import aggregation_resolver
 from torch_geometric_deepsets._kernels import (
-    gather_sets,
+    host_path,
+    ptr_to_index,
     segment_pool,
     set_counts,
 )
 
 AggrType = Union[str, List[str], Aggregation, List[Aggregation], None]
 
+# Validation ##################################################################
 
-def _value_checks_enabled(tensor: Tensor) -> bool:
-    r"""Whether checks that read tensor *values* may run.
 
-    Reading a value of a CUDA tensor synchronises the device, so such checks
-    only run under :class:`torch_geometric.debug`; on the CPU they cost no
-    sync and always run. Compiled graphs never run them (they would break the
-    graph on data-dependent control flow).
+def value_checks_enabled(tensor: Tensor) -> bool:
+    r"""Whether checks that read tensor *values* run: on the host path
+    (eager CPU, see :func:`~torch_geometric_deepsets._kernels.host_path`),
+    where they cost no device synchronisation, and under
+    :class:`torch_geometric.debug` on other devices. Compiled graphs never
+    run them: they cannot branch on data.
     """
-    if torch.compiler.is_compiling():
-        return False
-    return tensor.device.type == 'cpu' or torch_geometric.is_debug_enabled()
+    return host_path(tensor) or (torch_geometric.is_debug_enabled()
+                                 and not torch.compiler.is_compiling())
 
 
-def _check_integer(name: str, value: Tensor) -> None:
+def _check_integer(name: str, value: Any) -> None:
     if not isinstance(value, Tensor):
-        raise TypeError(f"'{name}' must be a torch.Tensor "
-                        f"(got {type(value).__name__})")
+        hint = ''
+        if name == 'ptr' and isinstance(value, int):
+            hint = ("; to give the number of sets, as in "
+                    "global_add_pool(x, batch, size), pass dim_size=")
+        raise TypeError(f"'{name}' must be a torch.Tensor (got "
+                        f"{type(value).__name__}){hint}")
     if value.dtype.is_floating_point or value.dtype.is_complex or \
             value.dtype == torch.bool:
         raise TypeError(f"'{name}' must be an integer tensor "
@@ -65,60 +74,90 @@ def _check_integer(name: str, value: Tensor) -> None:
                          f"(got shape {tuple(value.shape)})")
 
 
-def check_x(x: Tensor, name: str = 'x',
-            channels: Optional[int] = None) -> None:
-    r"""Raises if :obj:`x` is not a two-dimensional tensor (of
-    :obj:`channels` columns, where given). Any dtype passes: integer tokens
-    are valid elements for a :math:`\phi` that starts with an embedding."""
+def check_x(x: Any, name: str = 'x', channels: Optional[int] = None,
+            dim: int = -2) -> int:
+    r"""Raises unless :obj:`x` is a tensor of at least two dimensions whose
+    last one (the features) has :obj:`channels` entries, where given, and
+    :obj:`dim` a dimension of it other than the last. Returns :obj:`dim` as
+    a non-negative number."""
     if not isinstance(x, Tensor):
         raise TypeError(f"'{name}' must be a torch.Tensor "
                         f"(got {type(x).__name__})")
-    if x.dim() != 2:
-        raise ValueError(f"'{name}' must be two-dimensional [num_elements, "
-                         f"num_features] (got shape {tuple(x.shape)})")
-    if channels is not None and channels > 0 and x.size(1) != channels:
-        raise ValueError(f"'{name}' has {x.size(1)} features per element but "
-                         f"the model expects {channels}")
+    if x.dim() < 2:
+        raise ValueError(f"'{name}' must have a feature dimension, i.e. "
+                         f"shape [num_elements, num_features] or [*, "
+                         f"num_elements, num_features] (got shape "
+                         f"{tuple(x.shape)}); for scalar elements use "
+                         f"{name}.view(-1, 1)")
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise TypeError(f"'dim' must be an int (got {type(dim).__name__})")
+    if not -x.dim() <= dim < x.dim() or dim % x.dim() == x.dim() - 1:
+        raise ValueError(f"'dim' is {dim} but '{name}' has shape "
+                         f"{tuple(x.shape)}: the elements lie along any "
+                         f"dimension but the last, which holds the features "
+                         f"(default -2)")
+    if channels is not None and channels > 0 and x.size(-1) != channels:
+        raise ValueError(f"'{name}' has {x.size(-1)} features per element "
+                         f"but the model expects {channels}")
+    return dim % x.dim()
 
 
-def check_sets(
+class Sets(NamedTuple):
+    r"""The grouping of rows into sets after :func:`resolve_sets`."""
+    index: Optional[Tensor]
+    ptr: Optional[Tensor]
+    dim_size: int
+    dim: int
+
+
+def resolve_sets(
     x: Tensor,
-    batch: Optional[Tensor] = None,
+    index: Optional[Tensor] = None,
     ptr: Optional[Tensor] = None,
     dim_size: Optional[int] = None,
-    batch_name: str = 'batch',
-) -> Tuple[Optional[Tensor], Optional[Tensor], int]:
-    r"""Validates the grouping of the rows of :obj:`x` into sets and returns
-    :obj:`(batch, ptr, dim_size)` with :obj:`dim_size` (the number of sets)
-    always filled in.
+    dim: int = -2,
+    index_name: str = 'batch',
+    channels: Optional[int] = None,
+) -> Sets:
+    r"""The prologue of every layer and model: validates :obj:`x` and the
+    grouping of its rows into sets, and resolves :obj:`(index | ptr,
+    dim_size)` once, as PyG's :meth:`Aggregation.__call__` does.
 
-    With neither :obj:`batch` nor :obj:`ptr`, all rows form one set.
+    With neither :obj:`index` nor :obj:`ptr`, all rows form one set (an
+    all-zero :obj:`index` is returned). With :obj:`ptr`, :obj:`index` may
+    stay :obj:`None` (:func:`element_index` builds it where needed).
+    :obj:`dim_size`, the number of sets, is always filled in: from
+    :obj:`ptr`, else from the largest id in :obj:`index` (a device sync on
+    GPUs, as in PyG; pass :obj:`dim_size` to avoid it).
+
     Shape and dtype problems always raise. Problems that can only be seen in
-    the values (:obj:`batch` out of range, :obj:`ptr` not non-decreasing or
-    not ending at the number of rows, :obj:`batch` disagreeing with
-    :obj:`ptr`) raise on the CPU always and on other devices under
-    :class:`torch_geometric.debug`, since reading values there forces a sync.
+    the values (ids out of range, :obj:`ptr` decreasing or not ending at the
+    number of rows, :obj:`index` disagreeing with :obj:`ptr`) raise wherever
+    :func:`value_checks_enabled` says.
 
     Raises:
-        TypeError: if :obj:`batch` or :obj:`ptr` is not an integer tensor.
+        TypeError: if an argument has the wrong type or dtype.
         ValueError: if sizes or values are inconsistent; the message names the
             argument and the sizes involved.
     """
-    num_rows = x.size(0)
-    if dim_size is not None and (isinstance(dim_size, bool)
-                                 or not isinstance(dim_size, int)):
+    dim = check_x(x, channels=channels, dim=dim)
+    num_rows = x.size(dim)
+    if dim_size is not None and (
+            isinstance(dim_size, bool)
+            or not isinstance(dim_size, (int, torch.SymInt))):
         raise TypeError(f"'dim_size' must be an int "
                         f"(got {type(dim_size).__name__})")
     if dim_size is not None and dim_size < 0:
         raise ValueError(f"'dim_size' must be non-negative (got {dim_size})")
 
-    if batch is not None:
-        _check_integer(batch_name, batch)
-        if batch.numel() != num_rows:
-            raise ValueError(f"'{batch_name}' has {batch.numel()} entries but "
-                             f"'x' has {num_rows} rows; they must match")
-        if batch.device != x.device:
-            raise ValueError(f"'{batch_name}' is on {batch.device} but 'x' is "
+    if index is not None:
+        _check_integer(index_name, index)
+        if index.numel() != num_rows:
+            raise ValueError(f"'{index_name}' has {index.numel()} entries but "
+                             f"'x' has {num_rows} rows along dim {dim}; they "
+                             f"must match")
+        if index.device != x.device:
+            raise ValueError(f"'{index_name}' is on {index.device} but 'x' is "
                              f"on {x.device}")
 
     if ptr is not None:
@@ -126,77 +165,64 @@ def check_sets(
         if ptr.numel() < 1:
             raise ValueError("'ptr' must hold at least one entry "
                              "(ptr[0] = 0)")
+        if ptr.device != x.device:
+            raise ValueError(f"'ptr' is on {ptr.device} but 'x' is on "
+                             f"{x.device}")
         num_sets = ptr.numel() - 1
         if dim_size is not None and dim_size != num_sets:
             raise ValueError(f"'dim_size' is {dim_size} but 'ptr' has "
                              f"{ptr.numel()} entries, i.e. {num_sets} sets")
         dim_size = num_sets
-        if ptr.device != x.device:
-            raise ValueError(f"'ptr' is on {ptr.device} but 'x' is on "
-                             f"{x.device}")
-        if _value_checks_enabled(ptr):
-            first, last = int(ptr[0]), int(ptr[-1])
-            if first != 0 or last != num_rows:
-                raise ValueError(f"'ptr' must start at 0 and end at the "
-                                 f"number of rows of 'x' ({num_rows}) "
-                                 f"(got ptr[0] = {first}, ptr[-1] = {last})")
-            if num_sets > 0 and bool((ptr[1:] < ptr[:-1]).any()):
-                raise ValueError("'ptr' must be non-decreasing (got "
-                                 f"{ptr.tolist() if num_sets < 20 else ptr})")
-            if batch is not None and not torch.equal(
-                    batch, ptr2index(ptr, output_size=num_rows)):
-                raise ValueError(f"'{batch_name}' and 'ptr' describe "
-                                 f"different sets; pass only one of them")
-
-    if batch is not None:
+        if value_checks_enabled(ptr):
+            _check_ptr_values(ptr, num_rows, index, index_name)
+    elif index is not None:
         if dim_size is None:
-            # Same as PyG's aggregations: the number of sets is read off the
-            # largest id (a device sync; pass `dim_size` to avoid it).
-            dim_size = int(batch.max()) + 1 if batch.numel() > 0 else 0
-        elif _value_checks_enabled(batch) and batch.numel() > 0:
-            lo, hi = int(batch.min()), int(batch.max())
+            dim_size = int(index.max()) + 1 if index.numel() > 0 else 0
+        elif value_checks_enabled(index) and index.numel() > 0:
+            lo, hi = int(index.min()), int(index.max())
             if lo < 0 or hi >= dim_size:
-                raise ValueError(f"'{batch_name}' holds set ids in "
+                raise ValueError(f"'{index_name}' holds set ids in "
                                  f"[{lo}, {hi}] but 'dim_size' is {dim_size}; "
                                  f"ids must lie in [0, {dim_size - 1}]")
-    elif ptr is None:
+    else:
         if dim_size is not None and dim_size != 1:
-            raise ValueError(f"Without 'batch' or 'ptr' all rows form one "
-                             f"set, but 'dim_size' is {dim_size}")
+            raise ValueError(f"Without '{index_name}' or 'ptr' all rows form "
+                             f"one set, but 'dim_size' is {dim_size}")
         dim_size = 1
-
-    assert dim_size is not None
-    return batch, ptr, dim_size
-
-
-def element_index(x: Tensor, batch: Optional[Tensor], ptr: Optional[Tensor],
-                  ) -> Tensor:
-    r"""The set id of every row, from :obj:`batch` or :obj:`ptr` (all zeros
-    when both are :obj:`None`)."""
-    if batch is not None:
-        return batch
-    if ptr is not None:
-        return ptr2index(ptr, output_size=x.size(0))
-    return torch.zeros(x.size(0), dtype=torch.long, device=x.device)
+        index = torch.zeros(num_rows, dtype=torch.long, device=x.device)
+    return Sets(index, ptr, dim_size, dim)
 
 
-def set_index(x: Tensor, batch: Optional[Tensor], ptr: Optional[Tensor],
-              dim_size: Optional[int]) -> Tuple[Tensor, int]:
-    r"""The set id of every row and the number of sets, for a forward pass.
+def _check_ptr_values(ptr: Tensor, num_rows: int, index: Optional[Tensor],
+                      index_name: str) -> None:
+    first, last = int(ptr[0]), int(ptr[-1])
+    if first != 0 or last != num_rows:
+        raise ValueError(f"'ptr' must start at 0 and end at the number of "
+                         f"rows of 'x' ({num_rows}) (got ptr[0] = {first}, "
+                         f"ptr[-1] = {last})")
+    if ptr.numel() > 1 and bool((ptr[1:] < ptr[:-1]).any()):
+        shown = ptr.tolist() if ptr.numel() <= 20 else ptr
+        raise ValueError(f"'ptr' must be non-decreasing (got {shown})")
+    if index is not None and not torch.equal(index,
+                                             ptr_to_index(ptr, num_rows)):
+        raise ValueError(f"'{index_name}' and 'ptr' describe different sets; "
+                         f"pass only one of them")
 
-    In eager mode :func:`check_sets` has filled :obj:`dim_size` in already;
-    under TorchScript, which skips the checks, it is found here the same
-    way: from :obj:`ptr` (trailing empty sets included), else from the
-    largest id in :obj:`batch` (0 sets without rows), else one set."""
-    index = element_index(x, batch, ptr)
-    if dim_size is None:
-        if ptr is not None:
-            dim_size = ptr.numel() - 1
-        elif batch is not None:
-            dim_size = int(batch.max()) + 1 if batch.numel() > 0 else 0
-        else:
-            dim_size = 1
-    return index, dim_size
+
+def element_index(x: Tensor, index: Optional[Tensor], ptr: Optional[Tensor],
+                  dim: int = 0) -> Tensor:
+    r"""The set id of every row of :obj:`x` (along :obj:`dim`), from
+    :obj:`index` or :obj:`ptr` as :func:`resolve_sets` returned them."""
+    if index is not None:
+        return index
+    assert ptr is not None
+    return ptr_to_index(ptr, x.size(dim))
+
+
+# Aggregations ################################################################
+
+#: The aggregations most code uses, suggested first for unknown names.
+COMMON_AGGRS = ('sum', 'mean', 'max', 'min', 'softmax', 'std', 'median')
 
 
 def resolve_aggr(aggr: AggrType,
@@ -207,99 +233,148 @@ def resolve_aggr(aggr: AggrType,
     knows (:obj:`"sum"`, :obj:`"mean"`, :obj:`"max"`, :obj:`"softmax"`, ...),
     an :class:`Aggregation` instance, or a list of either (a
     :class:`~torch_geometric.nn.aggr.MultiAggregation` that concatenates).
+    An unknown name raises with the closest valid names.
     """
     if aggr is None:
         raise ValueError("'aggr' must be given (e.g. 'sum', 'mean', 'max')")
-    if isinstance(aggr, (list, tuple)) and len(aggr) == 0:
-        raise ValueError("'aggr' must not be an empty list")
-    if not isinstance(aggr, (str, list, tuple, Aggregation)):
+    if isinstance(aggr, (list, tuple)):
+        if len(aggr) == 0:
+            raise ValueError("'aggr' must not be an empty list")
+        for item in aggr:
+            _check_aggr_item(item)
+        aggr = list(aggr)
+    else:
+        _check_aggr_item(aggr)
+    return aggregation_resolver(aggr, **(aggr_kwargs or {}))
+
+
+def _check_aggr_item(aggr: Any) -> None:
+    if isinstance(aggr, Aggregation):
+        return
+    if not isinstance(aggr, str):
         raise TypeError(f"'aggr' must be a string, an Aggregation or a list "
                         f"of them (got {type(aggr).__name__})")
     try:
-        return aggregation_resolver(aggr, **(aggr_kwargs or {}))
-    except ValueError as e:
-        raise ValueError(f"Unknown 'aggr' {aggr!r}: {e}") from e
+        aggregation_resolver(aggr)
+    except ValueError:
+        raise ValueError(_unknown_aggr_message(aggr)) from None
+    except TypeError:
+        pass  # known, but needs arguments (aggr_kwargs)
 
 
-def pooled_channels(aggr: Aggregation, in_channels: int) -> int:
+def _unknown_aggr_message(name: str) -> str:
+    import torch_geometric.nn.aggr as aggr_module
+    known = sorted(
+        n[:-len('Aggregation')].lower() for n in aggr_module.__all__
+        if n.endswith('Aggregation') and n != 'Aggregation')
+    close = difflib.get_close_matches(name.lower(), list(COMMON_AGGRS) +
+                                      known, n=3, cutoff=0.6)
+    hint = (f"; did you mean {' or '.join(repr(c) for c in close)}?"
+            if close else '')
+    others = [k for k in known if k not in COMMON_AGGRS]
+    return (f"Unknown 'aggr' {name!r}{hint} Common choices: "
+            f"{', '.join(repr(c) for c in COMMON_AGGRS)}; also "
+            f"{', '.join(repr(c) for c in others)}, an Aggregation instance, "
+            f"or a list of these")
+
+
+def pooled_width(aggr: Aggregation, in_channels: Optional[int]
+                 ) -> Optional[int]:
     r"""Feature width after pooling :obj:`in_channels`-wide rows with
-    :obj:`aggr`: most aggregations keep it, while concatenating
-    multi-aggregations, degree scalers,
-    :class:`~torch_geometric.nn.aggr.Set2Set`,
-    :class:`~torch_geometric.nn.aggr.SortAggregation`, several quantiles
-    and :class:`~torch_geometric.nn.aggr.EquilibriumAggregation` change it."""
-    if isinstance(aggr, MultiAggregation):
-        if aggr.out_channels is not None:
-            return aggr.out_channels
-        widths = [pooled_channels(a, in_channels) for a in aggr.aggrs]
-        return sum(widths) if aggr.mode == 'cat' else widths[0]
-    if isinstance(aggr, DegreeScalerAggregation):
-        return pooled_channels(aggr.aggr, in_channels) * len(aggr.scaler)
-    if isinstance(aggr, Set2Set):
-        return aggr.out_channels
-    if isinstance(aggr, SortAggregation):
-        return aggr.k * in_channels
-    if isinstance(aggr, QuantileAggregation):
-        return aggr.q.numel() * in_channels
-    if isinstance(aggr, EquilibriumAggregation):
-        return aggr.output_dim
-    return in_channels
+    :obj:`aggr` (:obj:`None` when :obj:`in_channels` is unknown).
+
+    Found by running :obj:`aggr` on one zero row, so that it holds for any
+    aggregation, PyG's and users' alike, without reading their attributes;
+    the random-number state is left as it was."""
+    if in_channels is None or in_channels <= 0:
+        return None
+    param = next(iter(aggr.parameters()), None)
+    kwargs = {} if param is None else dict(device=param.device,
+                                           dtype=param.dtype)
+    x = torch.zeros(1, in_channels, **kwargs)
+    index = torch.zeros(1, dtype=torch.long, device=x.device)
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        return apply_aggr(aggr, x, index, None, 1, 0).size(-1)
 
 
-_SEGMENT_REDUCE = {
+#: The PyG aggregations that need rows grouped by set (they pad sets densely
+#: through :meth:`Aggregation.to_dense_batch`); pinned by a test.
+SORTED_INPUT = (SortAggregation, GraphMultisetTransformer,
+                SetTransformerAggregation, LSTMAggregation, GRUAggregation,
+                MLPAggregation, LCMAggregation, PatchTransformerAggregation)
+
+_FAST_REDUCE = {
     SumAggregation: 'sum',
     MeanAggregation: 'mean',
     MaxAggregation: 'max',
 }
 
 
-def apply_aggr(aggr: Aggregation, x: Tensor, index: Tensor,
-               ptr: Optional[Tensor], dim_size: int) -> Tensor:
-    r"""Runs :obj:`aggr` on validated input, with the package's semantics
-    for every aggregation: rows need not be sorted, and empty sets pool to
-    zero.
+def _needs_sorted_rows(aggr: Aggregation) -> bool:
+    if isinstance(aggr, MultiAggregation):
+        return any(_needs_sorted_rows(a) for a in aggr.aggrs)
+    return isinstance(aggr, SORTED_INPUT)
 
-    PyG's sum, mean and max go through
-    :func:`~torch_geometric_deepsets._kernels.segment_pool` (same values;
-    even-split max gradients, accurate long sums, see there). Other
-    aggregations run as PyG defines them on the non-empty sets only, since
-    several of them fail on empty
-    sets (quantiles index out of range after a trailing empty set,
-    :func:`~torch_geometric.utils.to_dense_batch` fails without rows), and
-    with rows grouped by set where they pad sets densely.
+
+def apply_aggr(aggr: Aggregation, x: Tensor, index: Optional[Tensor],
+               ptr: Optional[Tensor], dim_size: int, dim: int) -> Tensor:
+    r"""Runs :obj:`aggr` on input that :func:`resolve_sets` validated
+    (:obj:`dim` non-negative).
+
+    Gives what PyG's aggregation gives, empty sets included, with two
+    additions: rows need not be grouped by set for the aggregations that pad
+    sets densely (:data:`SORTED_INPUT`; they are stably sorted first), and
+    where PyG fails on empty sets the result is 0 (quantiles, including the
+    median, fail after an empty set and are run on the non-empty sets only,
+    which reads set sizes back to the host; padding aggregations fail on
+    input without rows). Sum, mean and max run through
+    :func:`~torch_geometric_deepsets._kernels.segment_pool`.
     """
-    reduce = _SEGMENT_REDUCE.get(type(aggr))
-    if reduce is not None and not torch.compiler.is_compiling():
-        return segment_pool(x, index, ptr, dim_size, reduce)
-    if torch.compiler.is_compiling():
-        return aggr(x, index, ptr=ptr, dim_size=dim_size)
+    reduce = _FAST_REDUCE.get(type(aggr))
+    if reduce is not None:
+        return segment_pool(x, index, ptr, dim_size, reduce, dim)
+    if index is None:
+        index = element_index(x, None, ptr, dim)
+    if ptr is None and _needs_sorted_rows(aggr):
+        # The order of rows inside a set does not matter to these.
+        index, perm = torch.sort(index, stable=True)
+        x = x.index_select(dim, perm)
+    if x.size(dim) == 0:
+        return _without_rows(aggr, x, index, ptr, dim_size, dim)
+    if isinstance(aggr, QuantileAggregation):
+        return _on_nonempty_sets(aggr, x, index, dim_size, dim)
+    return aggr(x, index, ptr=ptr, dim_size=dim_size, dim=dim)
 
-    nonempty = set_counts(index, ptr, dim_size) > 0
-    if x.size(0) > 0 and bool(nonempty.all()):
-        if ptr is None and _needs_sorted_index(aggr):
-            # The order of rows inside a set does not matter to these.
-            index, perm = torch.sort(index, stable=True)
-            x = x.index_select(0, perm)
-        return aggr(x, index, ptr=ptr, dim_size=dim_size)
 
-    ids = nonempty.nonzero().view(-1)
-    width = pooled_channels(aggr, x.size(1))
-    if ids.numel() == 0:
-        return x.new_zeros(dim_size, width)
+def _without_rows(aggr: Aggregation, x: Tensor, index: Tensor,
+                  ptr: Optional[Tensor], dim_size: int, dim: int) -> Tensor:
+    r"""Input without rows: PyG's value where PyG gives one, else 0."""
+    try:
+        return aggr(x, index, ptr=ptr, dim_size=dim_size, dim=dim)
+    except (RuntimeError, IndexError, ValueError):
+        # Padding aggregations fail on an empty dense batch; zeros of the
+        # width they would give.
+        rows = x.new_zeros(x.shape[:dim] + (1, ) + x.shape[dim + 1:])
+        one = aggr(rows, index.new_zeros(1), dim_size=1, dim=dim)
+        shape = list(one.shape)
+        shape[dim] = dim_size
+        return one.new_zeros(shape)
+
+
+def _on_nonempty_sets(aggr: Aggregation, x: Tensor, index: Tensor,
+                      dim_size: int, dim: int) -> Tensor:
+    counts = set_counts(index, None, dim_size)
+    ids = (counts > 0).nonzero().view(-1)
+    if ids.numel() == dim_size:
+        return aggr(x, index, dim_size=dim_size, dim=dim)
     remap = torch.full((dim_size, ), -1, dtype=index.dtype,
                        device=index.device)
     remap[ids] = torch.arange(ids.numel(), dtype=index.dtype,
                               device=index.device)
-    out = apply_aggr(aggr, x, remap[index], None, ids.numel())
-    return out.new_zeros(dim_size, out.size(-1)).index_copy(0, ids, out)
-
-
-def _needs_sorted_index(aggr: Aggregation) -> bool:
-    if isinstance(aggr, MultiAggregation):
-        return any(_needs_sorted_index(a) for a in aggr.aggrs)
-    # PyG's aggregations that go through `Aggregation.to_dense_batch`.
-    return isinstance(aggr, (SortAggregation, GraphMultisetTransformer,
-                             SetTransformerAggregation))
+    out = aggr(x, remap[index], dim_size=ids.numel(), dim=dim)
+    shape = list(out.shape)
+    shape[dim] = dim_size
+    return out.new_zeros(shape).index_copy(dim, ids, out)
 
 
 def pool(
@@ -308,14 +383,17 @@ def pool(
     ptr: Optional[Tensor] = None,
     dim_size: Optional[int] = None,
     aggr: AggrType = 'sum',
+    dim: int = -2,
 ) -> Tensor:
     r"""Pools the rows of :obj:`x` set by set.
 
     .. math::
         \mathbf{p}_s = \bigoplus_{i \,:\, b_i = s} \mathbf{x}_i
 
-    An empty set (an id below :obj:`dim_size` that owns no row) pools to zero
-    for :obj:`"sum"`, :obj:`"mean"` and :obj:`"max"`, with finite gradients.
+    An empty set (an id below :obj:`dim_size` that owns no row) pools to
+    what PyG's aggregation gives for it (0 for :obj:`"sum"`, :obj:`"mean"`
+    and :obj:`"max"`, with finite gradients), or to 0 where PyG's
+    aggregation fails on it.
 
     Args:
         x (torch.Tensor): Element features.
@@ -327,34 +405,38 @@ def pool(
             (default: :obj:`None`)
         aggr (str or Aggregation or list, optional): The pooling operator.
             (default: :obj:`"sum"`)
+        dim (int, optional): The dimension of the elements.
+            (default: :obj:`-2`)
 
     Shapes:
-        - **input:** :math:`(N, F)`, :math:`(N)` or :math:`(B + 1)`
-        - **output:** :math:`(B, F')`
+        - **input:** :math:`(*, N, F)`, :math:`(N)` or :math:`(B + 1)`
+        - **output:** :math:`(*, B, F')`
     """
-    check_x(x)
-    batch, ptr, dim_size = check_sets(x, batch, ptr, dim_size)
+    sets = resolve_sets(x, batch, ptr, dim_size, dim)
     module = aggr if isinstance(aggr, Aggregation) else resolve_aggr(aggr)
-    return apply_aggr(module, x, element_index(x, batch, ptr), ptr, dim_size)
+    return apply_aggr(module, x, *sets)
 
 
-def broadcast(pooled: Tensor, x: Tensor, batch: Optional[Tensor],
-              ptr: Optional[Tensor]) -> Tensor:
-    r"""Copies each set's row of :obj:`pooled` to every element of the set."""
-    if batch is None and ptr is None:
-        return pooled.expand(x.size(0), pooled.size(-1))
-    index = element_index(x, batch, ptr)
-    if torch.jit.is_scripting():
-        return pooled.index_select(0, index)
-    else:
-        if torch.compiler.is_compiling():
-            return pooled.index_select(0, index)
-        return gather_sets(pooled, index, ptr)
+def broadcast(pooled: Tensor, x: Tensor, index: Optional[Tensor],
+              ptr: Optional[Tensor], dim: int) -> Tensor:
+    r"""Copies each set's row of :obj:`pooled` to every element of the set
+    (along :obj:`dim`, non-negative)."""
+    return pooled.index_select(dim, element_index(x, index, ptr, dim))
 
 
-def set_sizes(x: Tensor, batch: Optional[Tensor], ptr: Optional[Tensor],
-              dim_size: int) -> Tensor:
-    r"""Number of elements of each set, shape :math:`[B]`."""
-    if batch is None and ptr is None:
-        return torch.full((1, ), x.size(0), dtype=torch.long, device=x.device)
-    return set_counts(element_index(x, batch, ptr), ptr, dim_size)
+def call_with_sets(module: torch.nn.Module, x: Tensor, before: tuple,
+                   index: Optional[Tensor], ptr: Optional[Tensor],
+                   dim_size: Optional[int], dim: int, index_name: str,
+                   channels: Optional[int] = None, **kwargs: Any) -> Tensor:
+    r"""The :meth:`__call__` of every layer and model: runs
+    :func:`resolve_sets` once, then the module (hooks included) as
+    :obj:`module(x, *before, index, ptr, dim_size, dim)`, whose
+    :meth:`forward` then sees validated input only (:obj:`dim`
+    non-negative, :obj:`dim_size` filled in). :class:`torch.fx.Proxy`
+    input, as when PyG's :func:`~torch_geometric.nn.to_hetero` traces a
+    model, passes through untouched."""
+    if not isinstance(x, torch.fx.Proxy):
+        index, ptr, dim_size, dim = resolve_sets(x, index, ptr, dim_size, dim,
+                                                 index_name, channels)
+    return torch.nn.Module.__call__(module, x, *before, index, ptr=ptr,
+                                    dim_size=dim_size, dim=dim, **kwargs)

@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import torch
 from torch import Tensor
 
-from torch_geometric_deepsets.pool import check_sets, check_x
+from torch_geometric_deepsets.pool import resolve_sets
 
 #: Default :obj:`(atol, rtol)` per dtype; float32 is loose enough for the
 #: reordered sums of scatter reductions over a few thousand rows.
@@ -89,14 +89,11 @@ def permutation_error(
         generator (torch.Generator, optional): Source of randomness.
             (default: :obj:`None`)
     """
-    check_x(x)
     set_inputs = dict(set_inputs or {})
     if dim_size is None and batch is not None and set_inputs:
         # Trailing empty sets are only visible in the per-set inputs.
         dim_size = next(iter(set_inputs.values())).size(0)
-    batch, _, dim_size = check_sets(x, batch, None, dim_size)
-    if batch is None:
-        batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
+    batch, _, dim_size, _ = resolve_sets(x, batch, None, dim_size)
     element_inputs = dict(element_inputs or {})
     for name, value in set_inputs.items():
         if value.size(0) != dim_size:

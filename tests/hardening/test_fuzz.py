@@ -17,7 +17,7 @@ from torch_geometric_deepsets import (
     DeepSetsInvariant,
     PermutationEquivariantLayer,
 )
-from torch_geometric_deepsets.pool import pooled_channels
+from torch_geometric_deepsets.pool import pooled_width
 from torch_geometric_deepsets.testing import permutation_error
 
 EXAMPLES = 1000 if os.environ.get('CI') or os.environ.get('FULL_TEST') else 60
@@ -125,7 +125,7 @@ def check(model, data, per_element, context=None):
 def test_fuzz_equivariant_layer(data, tied):
     x, name = data[0], data[5]
     aggr = AGGREGATIONS[name](x.size(1))
-    tied = tied and pooled_channels(aggr, x.size(1)) == x.size(1)
+    tied = tied and pooled_width(aggr, x.size(1)) == x.size(1)
     check(PermutationEquivariantLayer(x.size(1), 3, aggr=aggr, tied=tied),
           data, per_element=True)
 
@@ -135,7 +135,7 @@ def test_fuzz_equivariant_layer(data, tied):
 def test_fuzz_invariant(data):
     x, name = data[0], data[5]
     aggr = AGGREGATIONS[name](4)
-    rho_in = pooled_channels(aggr, 4)
+    rho_in = pooled_width(aggr, 4)
     check(DeepSetsInvariant([x.size(1), 8, 4], [rho_in, 4, 2], aggr=aggr),
           data, per_element=False)
 
@@ -157,7 +157,7 @@ def test_fuzz_equivariant_model(data, readout):
 def test_fuzz_conditional(data, fusion):
     x, name, seed = data[0], data[5], data[6]
     aggr = AGGREGATIONS[name](4)
-    model = DeepSetsConditional([x.size(1), 6, 4], [pooled_channels(aggr, 4),
+    model = DeepSetsConditional([x.size(1), 6, 4], [pooled_width(aggr, 4),
                                                     2], context_channels=3,
                                 fusion=fusion, aggr=aggr)
     context = torch.randn(data[4], 3, dtype=torch.float64,

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import AGGRS, make_batch
 from tests.strategies import set_sizes
+from torch_geometric.utils import scatter
 from torch_geometric_deepsets import DeepSetsConditional
 from torch_geometric_deepsets.testing import assert_permutation_invariant
 
@@ -21,13 +22,15 @@ def reference(model, x, z, batch, num_sets):
         if model.fusion == 'concat':
             h = model.phi(torch.cat([xs, zs], dim=-1))
         elif model.fusion == 'add':
-            h = model.phi(xs + model.context_lin(zs))
+            h = model.phi(xs + model.fusion_module.lin(zs))
         else:
-            gamma, beta = model.film(zs).chunk(2, dim=-1)
-            lins = model.phi.lins
-            h = lins[0](xs) * (1 + gamma) + beta
-            for lin in lins[1:]:
-                h = lin(torch.relu(h))
+            # phi's first layer (linear + activation), FiLM, the rest.
+            first = xs
+            if model.phi_first is not None:
+                lin = model.phi_first.lins[0]
+                first = torch.relu(lin(xs))
+            gamma, beta = model.fusion_module.lin(zs).chunk(2, dim=-1)
+            h = model.phi(first * (1 + gamma) + beta)
         reduce = type(model.aggr_module).__name__
         if h.size(0) == 0:
             p = torch.zeros(h.size(1))
@@ -50,6 +53,7 @@ def test_formula(fusion, aggr):
     z = torch.randn(4, 4)
     out = model(x, z, batch)
     assert out.shape == (4, 2)
+    assert torch.equal(out, model(x, z, batch, dim_size=4))
     assert torch.allclose(out, reference(model, x, z, batch, 4), atol=1e-5)
 
 
@@ -86,7 +90,7 @@ def test_invariance_property(sizes, aggr, fusion, seed):
                                 fusion=fusion, aggr=aggr)
     assert_permutation_invariant(model, x, batch, set_inputs={'context': z},
                                  generator=gen)
-    out = model(x, z, batch)
+    out = model(x, z, batch, dim_size=len(sizes))
     for s in range(len(sizes)):
         assert torch.allclose(out[s:s + 1], model(x[batch == s], z[s:s + 1]),
                               atol=1e-5)
@@ -108,7 +112,11 @@ def test_custom_modules():
     rho = torch.nn.Linear(10, 1)
     model = DeepSetsConditional(phi, rho, context_channels=2)
     x, batch = make_batch([2, 3], 3)
-    assert model(x, torch.randn(2, 2), batch).shape == (2, 1)
+    z = torch.randn(2, 2)
+    pooled = scatter(phi(torch.cat([x, z[batch]], dim=-1)), batch, 0, 2,
+                     'sum')
+    expected = rho(torch.cat([pooled, z], dim=-1))
+    assert torch.allclose(model(x, z, batch), expected, atol=1e-6)
     with pytest.raises(ValueError, match="fusion='film' .* channel list"):
         DeepSetsConditional(phi, rho, context_channels=2, fusion='film')
     with pytest.raises(ValueError, match="fusion='add' .* unknown"):
@@ -116,13 +124,31 @@ def test_custom_modules():
                             fusion='add')
 
 
-def test_repr_reset_state_dict_and_jit():
+@pytest.mark.parametrize('fusion', FUSIONS)
+def test_one_layer_phi_still_sees_the_context(fusion):
+    # With context_in_rho=False the context reaches the output only through
+    # phi; a one-layer phi must not drop the modulation.
+    model = DeepSetsConditional([3, 8], [8, 2], context_channels=2,
+                                fusion=fusion, context_in_rho=False)
+    x, batch = make_batch([3, 3], 3)
+    z = torch.randn(2, 2)
+    out = model(x, z, batch)
+    assert torch.allclose(out, reference(model, x, z, batch, 2), atol=1e-6)
+    assert not torch.allclose(out, model(x, 2 * z + 1, batch), atol=1e-3)
+
+
+def test_repr_reset_and_state_dict():
     model = DeepSetsConditional([3, 8], [8, 2], context_channels=4,
                                 fusion='film')
     assert str(model) == (
-        "DeepSetsConditional(phi=MLP(3, 8), rho=MLP(12, 2), "
+        "DeepSetsConditional(phi=SplitMLP(3, 8), rho=MLP(12, 2), "
         "context_channels=4, fusion='film', context_in_rho=True, "
         "aggr=SumAggregation())")
+    assert str(DeepSetsConditional([3, 8, 4], [4, 2], context_channels=4,
+                                   fusion='film', context_in_rho=False)) == (
+        "DeepSetsConditional(phi_first=MLP(3, 8), phi=SplitMLP(8, 4), "
+        "rho=MLP(4, 2), context_channels=4, fusion='film', "
+        "context_in_rho=False, aggr=SumAggregation())")
     with torch.no_grad():
         for p in model.parameters():
             p.fill_(1.0)
@@ -137,16 +163,6 @@ def test_repr_reset_state_dict_and_jit():
     x, batch = make_batch([2, 3], 3)
     z = torch.randn(2, 4)
     assert torch.equal(model(x, z, batch), other(x, z, batch))
-
-    for fusion in ('concat', 'add'):
-        eager = DeepSetsConditional([3, 8, 8], [8, 2], context_channels=4,
-                                    fusion=fusion)
-        scripted = torch.jit.script(eager)
-        assert torch.allclose(scripted(x, z, batch), eager(x, z, batch),
-                              atol=1e-6)
-    scripted = torch.jit.script(model)
-    with pytest.raises(Exception, match='not supported under TorchScript'):
-        scripted(x, z, batch)
 
 
 def test_bad_input():
@@ -164,13 +180,24 @@ def test_bad_input():
     with pytest.raises(ValueError, match="'context' has 3 rows but the batch "
                        "holds 2 sets"):
         model(x, torch.randn(3, 2), batch, dim_size=2)
-    with pytest.raises(ValueError, match="'context' has 3 features per "
-                       "element but the model expects 2"):
+    with pytest.raises(ValueError, match="'context' has 3 features but "
+                       "'context_channels' is 2"):
         model(x, torch.randn(2, 3), batch)
     with pytest.raises(ValueError, match="'x' has 3 features per element but "
                        "the model expects 4"):
         DeepSetsConditional([4, 8], [8, 2], context_channels=2)(
             x, torch.randn(2, 2), batch)
-    with pytest.raises(ValueError,
-                       match=r"ids in \[0, 1\] but 'dim_size' is 1"):
+    # Too few context rows for the sets in 'batch', and one row per element
+    # instead of per set: both name the context and the number of sets.
+    with pytest.raises(ValueError, match=r"'context' has 1 rows but the "
+                       r"batch holds 2 sets; give one context row per set, "
+                       r"shape \[2, 2\]"):
         model(x, torch.randn(1, 2), batch)
+    with pytest.raises(ValueError, match="'context' has 5 rows but the batch "
+                       "holds 2 sets"):
+        model(x, torch.randn(5, 2), batch)
+    with pytest.raises(ValueError, match=r"'context' must be a matrix "
+                       r"\[num_sets, context_channels\] = \[2, 2\]"):
+        model(x, torch.randn(2), batch)
+    with pytest.raises(TypeError, match="'context' must be a torch.Tensor"):
+        model(x, [[0.0, 1.0]], batch)

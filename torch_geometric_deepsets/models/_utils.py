@@ -1,7 +1,9 @@
+r"""Building blocks the models share: element and set networks from channel
+lists, calling them with the batch vector where they use it, and pooling
+moved in front of :math:`\phi`'s last affine layer."""
 from typing import List, Optional, Sequence, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from torch_geometric.nn import MLP
@@ -11,43 +13,142 @@ from torch_geometric.nn.aggr import (
     SumAggregation,
 )
 from torch_geometric.nn.dense.linear import Linear as PygLinear
-from torch_geometric_deepsets.pool import apply_aggr, set_sizes
+from torch_geometric_deepsets._kernels import pool_affine
+from torch_geometric_deepsets.pool import apply_aggr, element_index
 
 ModuleSpec = Union[Sequence[int], torch.nn.Module]
+ActType = Union[str, torch.nn.Module, None]
+
+#: The affine layers whose weight and bias the pooling rewrite reads.
+AFFINE = (torch.nn.Linear, PygLinear)
 
 
-def build_mlp(spec: ModuleSpec, name: str, act: Union[str, torch.nn.Module,
-                                                      None] = 'relu',
+def check_channels(spec: Sequence[int], name: str) -> List[int]:
+    r"""Validates a channel list :obj:`[in, hidden..., out]`: at least two
+    entries, positive ints, the first one :obj:`-1` for a lazy input width
+    (found at the first call, as PyG's :class:`MLP` does)."""
+    channels = list(spec)
+    ok = len(channels) >= 2 and all(
+        isinstance(c, int) and not isinstance(c, bool) for c in channels)
+    if ok:
+        ok = (channels[0] > 0 or channels[0] == -1) and all(
+            c > 0 for c in channels[1:])
+    if not ok:
+        raise ValueError(f"'{name}' as a channel list needs at least two "
+                         f"ints [in, ..., out], all positive except a lazy "
+                         f"input width of -1 (got {channels})")
+    return channels
+
+
+def check_dropout(dropout: float, name: str = 'dropout') -> None:
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) \
+            or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"'{name}' must lie in [0, 1) (got {dropout!r})")
+
+
+class SplitMLP(torch.nn.Module):
+    r""":math:`\phi` built from a channel list :obj:`[in, hidden..., out]`:
+    the same network as :obj:`torch_geometric.nn.MLP(channels)` (a PyG
+    :class:`~torch_geometric.nn.models.MLP` for the hidden layers, with
+    activation, normalisation and dropout after each, then a plain affine
+    output layer), kept as :obj:`body` and :obj:`lin` so that sum and mean
+    pooling can move in front of :obj:`lin`.
+
+    Args:
+        channels (List[int]): :obj:`[in, hidden..., out]`; :obj:`in` may be
+            :obj:`-1` (lazy).
+        act (str or torch.nn.Module, optional): The activation.
+            (default: :obj:`"relu"`)
+        norm (str, optional): The normalisation of hidden layers.
+            (default: :obj:`None`)
+        dropout (float, optional): Dropout after hidden layers.
+            (default: :obj:`0.0`)
+    """
+    def __init__(self, channels: List[int], act: ActType = 'relu',
+                 norm: Optional[str] = None, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.channel_list = list(channels)
+        self.body = None
+        if len(channels) > 2:
+            self.body = MLP(channels[:-1], act=act, norm=norm,
+                            dropout=dropout, plain_last=False)
+        self.lin = PygLinear(channels[-2], channels[-1])
+
+    @property
+    def in_channels(self) -> int:
+        return self.channel_list[0]
+
+    @property
+    def out_channels(self) -> int:
+        return self.channel_list[-1]
+
+    def reset_parameters(self) -> None:
+        r"""Resets all learnable parameters of the module."""
+        if self.body is not None:
+            self.body.reset_parameters()
+        self.lin.reset_parameters()
+
+    def hidden(self, x: Tensor, batch: Optional[Tensor] = None,
+               batch_size: Optional[int] = None) -> Tensor:
+        r"""The input of :obj:`lin`."""
+        if self.body is None:
+            return x
+        return self.body(x, batch, batch_size)
+
+    def forward(self, x: Tensor, batch: Optional[Tensor] = None,
+                batch_size: Optional[int] = None) -> Tensor:
+        return self.lin(self.hidden(x, batch, batch_size))
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}({str(self.channel_list)[1:-1]})'
+
+
+def build_phi(spec: ModuleSpec, name: str, act: ActType = 'relu',
               norm: Optional[str] = None, dropout: float = 0.0,
               extra_in_channels: int = 0) -> torch.nn.Module:
-    r"""A module from :obj:`spec`: a channel list becomes a
-    :class:`torch_geometric.nn.MLP` (no normalisation unless asked, since
-    PyG's default batch norm would make one set's output depend on the
-    other sets of a training batch); a module is used as it is."""
+    r"""The element network from :obj:`spec`: a channel list becomes a
+    :class:`SplitMLP` (no normalisation unless asked, since PyG's default
+    batch norm would make one set's output depend on the other sets of a
+    training batch), widened by :obj:`extra_in_channels`; a module is used
+    as it is."""
     if isinstance(spec, torch.nn.Module):
         return spec
     if isinstance(spec, (list, tuple)):
-        if len(spec) < 2 or not all(
-                isinstance(c, int) and not isinstance(c, bool) and c > 0
-                for c in spec):
-            raise ValueError(f"'{name}' as a channel list needs at least "
-                             f"two positive ints [in, ..., out] "
-                             f"(got {list(spec)})")
-        channels: List[int] = list(spec)
-        channels[0] += extra_in_channels
+        channels = check_channels(spec, name)
+        if channels[0] > 0:
+            channels[0] += extra_in_channels
+        return SplitMLP(channels, act=act, norm=norm, dropout=dropout)
+    raise TypeError(f"'{name}' must be a list of channels or a "
+                    f"torch.nn.Module (got {type(spec).__name__})")
+
+
+def build_rho(spec: ModuleSpec, name: str, act: ActType = 'relu',
+              norm: Optional[str] = None, dropout: float = 0.0,
+              extra_in_channels: int = 0) -> torch.nn.Module:
+    r"""The set network from :obj:`spec`: a channel list becomes a PyG
+    :class:`~torch_geometric.nn.models.MLP`, widened by
+    :obj:`extra_in_channels`; a module is used as it is."""
+    if isinstance(spec, torch.nn.Module):
+        return spec
+    if isinstance(spec, (list, tuple)):
+        channels = check_channels(spec, name)
+        if channels[0] > 0:
+            channels[0] += extra_in_channels
         return MLP(channels, act=act, norm=norm, dropout=dropout)
     raise TypeError(f"'{name}' must be a list of channels or a "
                     f"torch.nn.Module (got {type(spec).__name__})")
 
 
 def in_channels_of(module: torch.nn.Module) -> Optional[int]:
-    r"""Input width of :obj:`module` where it is known (-1: lazy)."""
-    if isinstance(module, MLP):
+    r"""Input width of :obj:`module` where it is known (:obj:`-1`: lazy)."""
+    if isinstance(module, (MLP, SplitMLP)):
         return module.in_channels
     if isinstance(module, torch.nn.Linear):
         return module.in_features
     if isinstance(module, PygLinear):
         return module.in_channels
+    if isinstance(module, torch.nn.Embedding):
+        return None
     if isinstance(module, torch.nn.Sequential) and len(module) > 0:
         return in_channels_of(module[0])
     return None
@@ -55,96 +156,194 @@ def in_channels_of(module: torch.nn.Module) -> Optional[int]:
 
 def out_channels_of(module: torch.nn.Module) -> Optional[int]:
     r"""Output width of :obj:`module` where it is known."""
-    if isinstance(module, MLP):
+    if isinstance(module, (MLP, SplitMLP)):
         return module.out_channels
     if isinstance(module, torch.nn.Linear):
         return module.out_features
     if isinstance(module, PygLinear):
         return module.out_channels
+    if isinstance(module, torch.nn.Embedding):
+        return module.embedding_dim
     if isinstance(module, torch.nn.Sequential) and len(module) > 0:
-        return out_channels_of(module[-1])
+        for child in reversed(module):
+            width = out_channels_of(child)
+            if width is not None:
+                return width
+            if not _keeps_width(child):
+                return None
     return None
 
 
-def run_mlp(mlp: MLP, x: Tensor, batch: Optional[Tensor],
-            batch_size: Optional[int], scale: Optional[Tensor] = None,
-            shift: Optional[Tensor] = None, skip_last: bool = False) -> Tensor:
-    r"""Runs a PyG :class:`MLP` like its own :meth:`forward`, with two hooks
-    :meth:`MLP.forward` lacks: a FiLM modulation :math:`\mathbf{h} \odot
-    \gamma + \beta` right after the first linear layer, and stopping before
-    the last linear layer of a :obj:`plain_last` MLP (PyG computes it even
-    with :obj:`return_emb=True`; skipping it is what lets sum/mean pooling
-    move in front of it)."""
-    num_layers = len(mlp.lins)
-    for i, lin in enumerate(mlp.lins):
-        if i == num_layers - 1 and mlp.plain_last:
-            if skip_last:
-                return x
-            x = lin(x)
-            if i == 0 and scale is not None and shift is not None:
-                x = torch.addcmul(shift, x, scale)
-            return F.dropout(x, p=mlp.dropout[i], training=mlp.training)
-        x = lin(x)
-        if i == 0 and scale is not None and shift is not None:
-            x = torch.addcmul(shift, x, scale)
-        norm = mlp.norms[i]
-        if mlp.act is not None and (mlp.act_first
-                                    or isinstance(norm, torch.nn.Identity)):
-            x = activate(mlp.act, x)
-        x = norm(x, batch, batch_size) if mlp.supports_norm_batch else norm(x)
-        if mlp.act is not None and not mlp.act_first \
-                and not isinstance(norm, torch.nn.Identity):
-            x = mlp.act(x)
-        x = F.dropout(x, p=mlp.dropout[i], training=mlp.training)
+def _keeps_width(module: torch.nn.Module) -> bool:
+    return isinstance(module, (torch.nn.Dropout, torch.nn.Identity,
+                               torch.nn.ReLU, torch.nn.Tanh, torch.nn.ELU,
+                               torch.nn.GELU, torch.nn.LeakyReLU,
+                               torch.nn.Sigmoid, torch.nn.SiLU))
+
+
+def _uses_batch(module: torch.nn.Module) -> bool:
+    r"""Whether PyG's :class:`MLP` passes the batch vector to the
+    normalisation layers of :obj:`module` (pinned by a test)."""
+    if isinstance(module, SplitMLP):
+        module = module.body
+    return isinstance(module, MLP) and module.supports_norm_batch
+
+
+def run(module: torch.nn.Module, x: Tensor, index: Optional[Tensor],
+        ptr: Optional[Tensor], dim_size: int, dim: int) -> Tensor:
+    r"""Runs an element-level :obj:`module` on :obj:`x`, with the set of
+    every row for the normalisation layers of PyG MLPs that use it."""
+    if isinstance(module, (MLP, SplitMLP)):
+        batch = None
+        if _uses_batch(module):
+            batch = element_index(x, index, ptr, dim)
+        return module(x, batch, dim_size)
+    return module(x)
+
+
+def affine_last(phi: torch.nn.Module) -> Optional[torch.nn.Module]:
+    r"""The last layer of :obj:`phi` when it is affine and pooling may move
+    in front of it: the :obj:`lin` of a :class:`SplitMLP` (a channel list),
+    or the last module of a :class:`torch.nn.Sequential` that is exactly a
+    :class:`torch.nn.Linear` or PyG :class:`Linear` (not a subclass, whose
+    :meth:`forward` may do more), with initialised parameters."""
+    if isinstance(phi, SplitMLP):
+        lin = phi.lin
+    elif isinstance(phi, torch.nn.Sequential) and len(phi) > 0:
+        lin = phi[-1]
+    else:
+        return None
+    if type(lin) not in AFFINE:
+        return None
+    if isinstance(lin.weight, torch.nn.parameter.UninitializedParameter):
+        return None  # lazy: the first call through lin initialises it
+    return lin
+
+
+def _hidden(phi: torch.nn.Module, x: Tensor, index: Optional[Tensor],
+            ptr: Optional[Tensor], dim_size: int, dim: int) -> Tensor:
+    if isinstance(phi, SplitMLP):
+        if phi.body is None:
+            return x
+        return run(phi.body, x, index, ptr, dim_size, dim)
+    for module in phi[:-1]:
+        x = module(x)
     return x
 
 
-def activate(act: torch.nn.Module, x: Tensor) -> Tensor:
-    r"""Applies :obj:`act` to a layer's fresh output (a linear layer, the
-    FiLM modulation, an equivariant layer), in place for a ReLU: none of
-    those keeps its output for the backward pass, and ReLU's own backward
-    needs only its result. Saves one :math:`N \times F` buffer per layer;
-    autograd's version counter would catch any misuse."""
-    if type(act) is torch.nn.ReLU:
-        return torch.relu_(x)
-    return act(x)
+def fused_reduce(phi: torch.nn.Module, aggr: Aggregation) -> Optional[str]:
+    r"""The reduction (:obj:`"sum"` or :obj:`"mean"`) that moves in front of
+    :obj:`phi`'s last layer, or :obj:`None` if the rewrite does not apply."""
+    if type(aggr) is SumAggregation:
+        reduce = 'sum'
+    elif type(aggr) is MeanAggregation:
+        reduce = 'mean'
+    else:
+        return None
+    return reduce if affine_last(phi) is not None else None
 
 
-def can_fuse(phi: torch.nn.Module, aggr: Aggregation) -> bool:
-    r"""Whether pooling may move in front of :obj:`phi`'s last layer: sum and
-    mean commute with the affine last layer of a :obj:`plain_last` MLP."""
-    return (isinstance(phi, MLP) and phi.plain_last and len(phi.lins) > 0
-            and type(aggr) in (SumAggregation, MeanAggregation))
-
-
-def phi_pool(phi: torch.nn.Module, aggr: Aggregation, fuse: bool, x: Tensor,
-             index: Tensor, ptr: Optional[Tensor], dim_size: int,
-             scale: Optional[Tensor] = None,
-             shift: Optional[Tensor] = None) -> Tensor:
+def phi_pool(phi: torch.nn.Module, aggr: Aggregation, x: Tensor,
+             index: Optional[Tensor], ptr: Optional[Tensor], dim_size: int,
+             dim: int) -> Tensor:
     r""":math:`\bigoplus_{i \in s} \phi(\mathbf{x}_i)` for every set
-    :math:`s`, optionally FiLM-modulated after :math:`\phi`'s first layer.
+    :math:`s`.
 
-    With :obj:`fuse` (see :func:`can_fuse`), pools before :math:`\phi`'s last
-    layer :math:`\mathbf{h}\mathbf{W} + \mathbf{b}` and applies it to the
-    pooled rows: :math:`\sum_i (\mathbf{h}_i\mathbf{W} + \mathbf{b}) =
-    (\sum_i \mathbf{h}_i)\mathbf{W} + n_s\mathbf{b}`, and for the mean
-    :math:`(\mathrm{mean}_i\,\mathbf{h}_i)\mathbf{W} + [n_s > 0]\,
-    \mathbf{b}`. Exact in arithmetic, and an :math:`N/B`-fold saving on
-    that layer.
+    For sum and mean pooling after a :math:`\phi` whose last layer is
+    affine (see :func:`affine_last`), pools before that layer and applies
+    it to the :math:`B` pooled rows instead of the :math:`N` elements
+    (:func:`~torch_geometric_deepsets._kernels.pool_affine`): exact in
+    arithmetic, an :math:`N/B`-fold saving on that layer.
     """
-    if not isinstance(phi, MLP):
-        return apply_aggr(aggr, phi(x), index, ptr, dim_size)
-    last = phi.lins[-1]
-    fused = (fuse and not (phi.training and phi.dropout[-1] > 0)
-             and not (len(phi.lins) == 1 and scale is not None))
-    if not fused:
-        h = run_mlp(phi, x, index, dim_size, scale, shift)
-        return apply_aggr(aggr, h, index, ptr, dim_size)
-    h = run_mlp(phi, x, index, dim_size, scale, shift, skip_last=True)
-    out = F.linear(apply_aggr(aggr, h, index, ptr, dim_size), last.weight)
-    if last.bias is not None:
-        count = set_sizes(x, index, ptr, dim_size)
-        if isinstance(aggr, MeanAggregation):
-            count = count.clamp(max=1)
-        out = torch.addcmul(out, count.to(out.dtype).unsqueeze(-1), last.bias)
-    return out
+    reduce = fused_reduce(phi, aggr)
+    if reduce is None:
+        h = run(phi, x, index, ptr, dim_size, dim)
+        return apply_aggr(aggr, h, index, ptr, dim_size, dim)
+    lin = affine_last(phi)
+    assert lin is not None
+    h = _hidden(phi, x, index, ptr, dim_size, dim)
+    return pool_affine(h, lin.weight, lin.bias, index, ptr, dim_size, reduce,
+                       dim)
+
+
+# Context #####################################################################
+
+FUSIONS = ('concat', 'film', 'add')
+
+
+def check_context(context: object, num_sets: int, channels: int,
+                  index_name: str = 'batch') -> None:
+    r"""Raises unless :obj:`context` holds one row of :obj:`channels`
+    features for each of the :obj:`num_sets` sets."""
+    if not isinstance(context, Tensor):
+        raise TypeError(f"'context' must be a torch.Tensor "
+                        f"(got {type(context).__name__})")
+    if context.dim() != 2:
+        raise ValueError(f"'context' must be a matrix [num_sets, "
+                         f"context_channels] = [{num_sets}, {channels}] (got "
+                         f"shape {tuple(context.shape)}); for one set use "
+                         f"context.view(1, -1)")
+    if context.size(0) != num_sets:
+        raise ValueError(f"'context' has {context.size(0)} rows but the "
+                         f"batch holds {num_sets} sets; give one context row "
+                         f"per set, shape [{num_sets}, {channels}] (pass "
+                         f"'dim_size' when trailing sets are empty, as "
+                         f"'{index_name}' alone cannot show them)")
+    if context.size(1) != channels:
+        raise ValueError(f"'context' has {context.size(1)} features but "
+                         f"'context_channels' is {channels}")
+
+
+class ContextFusion(torch.nn.Module):
+    r"""Joins a per-set context :math:`\mathbf{z}_s` to the rows
+    :math:`\mathbf{h}_i` of set :math:`s`:
+
+    * :obj:`"concat"`: :math:`[\mathbf{h}_i \,\Vert\, \mathbf{z}_s]`;
+    * :obj:`"film"`: :math:`\mathbf{h}_i \odot (1 +
+      \boldsymbol{\gamma}(\mathbf{z}_s)) + \boldsymbol{\beta}(\mathbf{z}_s)`
+      with :math:`[\boldsymbol{\gamma} \Vert \boldsymbol{\beta}]` a linear
+      map of :math:`\mathbf{z}_s` (identity at :math:`\gamma = \beta = 0`);
+    * :obj:`"add"`: :math:`\mathbf{h}_i + \mathbf{z}_s \mathbf{W}`.
+
+    Projections of the context are computed once per set and then gathered
+    to the rows.
+
+    Args:
+        fusion (str): :obj:`"concat"`, :obj:`"film"` or :obj:`"add"`.
+        context_channels (int): Width :math:`C` of the context.
+        channels (int, optional): Width of :math:`\mathbf{h}_i`, needed by
+            :obj:`"film"` and :obj:`"add"`. (default: :obj:`None`)
+    """
+    def __init__(self, fusion: str, context_channels: int,
+                 channels: Optional[int] = None) -> None:
+        super().__init__()
+        if fusion not in FUSIONS:
+            raise ValueError(f"Unknown 'fusion' {fusion!r}; valid options are "
+                             f"{', '.join(repr(f) for f in FUSIONS)}")
+        self.fusion = fusion
+        self.context_channels = context_channels
+        self.lin = None
+        if fusion != 'concat':
+            assert channels is not None and channels > 0
+            width = 2 * channels if fusion == 'film' else channels
+            self.lin = torch.nn.Linear(context_channels, width)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        r"""Resets all learnable parameters of the module."""
+        if self.lin is not None:
+            self.lin.reset_parameters()
+
+    def extra_channels(self) -> int:
+        r"""How many features the fusion adds to each row."""
+        return self.context_channels if self.fusion == 'concat' else 0
+
+    def forward(self, h: Tensor, context: Tensor, index: Tensor) -> Tensor:
+        if self.lin is None:
+            return torch.cat([h, context.index_select(0, index)], dim=-1)
+        z = self.lin(context)
+        if self.fusion == 'add':
+            return h + z.index_select(0, index)
+        gamma, beta = z.chunk(2, dim=-1)
+        scale = (1.0 + gamma).index_select(0, index)
+        return torch.addcmul(beta.index_select(0, index), h, scale)

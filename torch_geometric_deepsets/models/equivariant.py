@@ -6,14 +6,13 @@ from torch import Tensor
 
 from torch_geometric.nn.resolver import activation_resolver
 from torch_geometric_deepsets.layers import PermutationEquivariantLayer
-from torch_geometric_deepsets.models._utils import activate
+from torch_geometric_deepsets.models._utils import check_dropout
 from torch_geometric_deepsets.pool import (
     AggrType,
     apply_aggr,
-    check_sets,
-    check_x,
+    call_with_sets,
+    element_index,
     resolve_aggr,
-    set_index,
 )
 
 
@@ -54,10 +53,10 @@ class DeepSetsEquivariant(torch.nn.Module):
             (default: :obj:`None`)
 
     Shapes:
-        - **input:** elements :math:`(N, F_{in})`, set ids :math:`(N)` or
-          boundaries :math:`(B + 1)`
-        - **output:** :math:`(N, F_{out})`, or :math:`(B, F_{out}')` with
-          :obj:`readout`
+        - **input:** elements :math:`(*, N, F_{in})`, set ids :math:`(N)`
+          or boundaries :math:`(B + 1)`
+        - **output:** :math:`(*, N, F_{out})`, or :math:`(*, B, F_{out}')`
+          with :obj:`readout`
     """
     def __init__(
         self,
@@ -74,8 +73,7 @@ class DeepSetsEquivariant(torch.nn.Module):
         if not isinstance(channels, (list, tuple)) or len(channels) < 2:
             raise ValueError(f"'channels' must be a list [in, ..., out] of at "
                              f"least two ints (got {channels!r})")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"'dropout' must lie in [0, 1) (got {dropout})")
+        check_dropout(dropout)
         self.channels = list(channels)
         self.tied = tied
         self.dropout = dropout
@@ -95,36 +93,34 @@ class DeepSetsEquivariant(torch.nn.Module):
         if self.readout is not None:
             self.readout.reset_parameters()
 
+    def __call__(self, x: Tensor, batch: Optional[Tensor] = None,
+                 ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
+                 dim: int = -2) -> Tensor:
+        return call_with_sets(self, x, (), batch, ptr, dim_size, dim,
+                              'batch', self.channels[0])
+
     def forward(
         self,
         x: Tensor,
         batch: Optional[Tensor] = None,
         ptr: Optional[Tensor] = None,
         dim_size: Optional[int] = None,
+        dim: int = -2,
     ) -> Tensor:
         r"""Forward pass; arguments as in
         :meth:`PermutationEquivariantLayer.forward`."""
-        if not torch.jit.is_scripting():
-            check_x(x, channels=self.channels[0])
-            batch, ptr, dim_size = check_sets(x, batch, ptr, dim_size)
-        # Validated once here; the layers then see a plain index vector.
-        index, dim_size = set_index(x, batch, ptr, dim_size)
-
+        # Every layer gathers set rows back to the elements: find the set of
+        # every row once.
+        index = element_index(x, batch, ptr, dim)
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
-            x = layer.propagate(x, index, ptr, dim_size)
+            x = layer(x, index, dim_size=dim_size, dim=dim)
             if i < last or not self.plain_last:
                 if self.act is not None:
-                    if torch.jit.is_scripting():
-                        x = self.act(x)
-                    else:  # in place for a ReLU
-                        x = activate(self.act, x)
+                    x = self.act(x)
                 x = F.dropout(x, p=self.dropout, training=self.training)
         if self.readout is not None:
-            if torch.jit.is_scripting():
-                x = self.readout(x, index, ptr=ptr, dim_size=dim_size)
-            else:
-                x = apply_aggr(self.readout, x, index, ptr, dim_size)
+            x = apply_aggr(self.readout, x, index, ptr, dim_size, dim)
         return x
 
     def __repr__(self) -> str:

@@ -1,26 +1,24 @@
-from typing import Any, Dict, Final, Optional, Union
+from typing import Any, Dict, Optional
 
-import torch
 from torch import Tensor
 
-from torch_geometric.nn import MLP
 from torch_geometric.nn.aggr import Aggregation
 from torch_geometric.nn.inits import reset
 from torch_geometric_deepsets.models._utils import (
+    ActType,
     ModuleSpec,
-    build_mlp,
-    can_fuse,
+    build_phi,
+    build_rho,
+    check_dropout,
     in_channels_of,
     out_channels_of,
     phi_pool,
 )
 from torch_geometric_deepsets.pool import (
     AggrType,
-    check_sets,
-    check_x,
-    pooled_channels,
+    call_with_sets,
+    pooled_width,
     resolve_aggr,
-    set_index,
 )
 
 
@@ -40,8 +38,9 @@ class DeepSetsInvariant(Aggregation):
 
     For sum and mean pooling after a :math:`\phi` that ends in an affine
     layer :math:`\mathbf{h} \mapsto \mathbf{h}\mathbf{W} + \mathbf{b}` (a
-    :class:`~torch_geometric.nn.models.MLP` with :obj:`plain_last=True`, as
-    built from a channel list), the model pools *before* that layer and
+    channel list, or a :class:`torch.nn.Sequential` whose last module is a
+    :class:`torch.nn.Linear` or PyG :class:`~torch_geometric.nn.dense.Linear`),
+    the model pools *before* that layer and
     applies it to the :math:`B` pooled rows instead of the :math:`N`
     elements, using :math:`\sum_i (\mathbf{h}_i\mathbf{W} + \mathbf{b}) =
     (\sum_i \mathbf{h}_i)\mathbf{W} + n_s\mathbf{b}` and
@@ -68,40 +67,33 @@ class DeepSetsInvariant(Aggregation):
             (default: :obj:`None`)
 
     Shapes:
-        - **input:** elements :math:`(N, F_{in})`, set ids :math:`(N)` or
-          boundaries :math:`(B + 1)`
-        - **output:** :math:`(B, F_{out})`
+        - **input:** elements :math:`(*, N, F_{in})`, set ids :math:`(N)`
+          or boundaries :math:`(B + 1)`
+        - **output:** :math:`(*, B, F_{out})`
     """
-    # A TorchScript constant, so only the matching phi call is compiled.
-    _phi_is_mlp: Final[bool]
-
     def __init__(
         self,
         phi: ModuleSpec,
         rho: ModuleSpec,
         aggr: AggrType = 'sum',
-        act: Union[str, torch.nn.Module, None] = 'relu',
+        act: ActType = 'relu',
         norm: Optional[str] = None,
         dropout: float = 0.0,
         aggr_kwargs: Optional[Dict[str, Any]] = None,
     ) -> None:
         super().__init__()
-        self.phi = build_mlp(phi, 'phi', act, norm, dropout)
-        self.rho = build_mlp(rho, 'rho', act, norm, dropout)
+        check_dropout(dropout)
+        self.phi = build_phi(phi, 'phi', act, norm, dropout)
+        self.rho = build_rho(rho, 'rho', act, norm, dropout)
         self.aggr_module = resolve_aggr(aggr, aggr_kwargs)
         self.in_channels = in_channels_of(self.phi)
 
-        phi_out, rho_in = out_channels_of(self.phi), in_channels_of(self.rho)
-        if phi_out is not None and rho_in is not None and rho_in > 0:
-            width = pooled_channels(self.aggr_module, phi_out)
-            if width != rho_in:
-                raise ValueError(f"'rho' takes {rho_in} input channels but "
-                                 f"'phi' pooled with {self.aggr_module} gives "
-                                 f"{width}")
-
-        # Pool before phi's last (affine) layer: see the class docstring.
-        self._fuse = can_fuse(self.phi, self.aggr_module)
-        self._phi_is_mlp = isinstance(self.phi, MLP)
+        rho_in = in_channels_of(self.rho)
+        width = pooled_width(self.aggr_module, out_channels_of(self.phi))
+        if width is not None and rho_in is not None and rho_in > 0 \
+                and width != rho_in:
+            raise ValueError(f"'rho' takes {rho_in} input channels but 'phi' "
+                             f"pooled with {self.aggr_module} gives {width}")
 
     def reset_parameters(self) -> None:
         r"""Resets all learnable parameters of the module."""
@@ -112,14 +104,8 @@ class DeepSetsInvariant(Aggregation):
     def __call__(self, x: Tensor, index: Optional[Tensor] = None,
                  ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
                  dim: int = -2, **kwargs: Any) -> Tensor:
-        # torch.fx proxies (PyG's to_hetero tracing) pass through untouched.
-        if not isinstance(x, (Tensor, torch.fx.Proxy)):
-            raise TypeError(f"'x' must be a torch.Tensor "
-                            f"(got {type(x).__name__})")
-        if index is None and ptr is None and dim_size is None:
-            dim_size = 1  # one set, even when it is empty
-        return super().__call__(x, index, ptr=ptr, dim_size=dim_size,
-                                dim=dim, **kwargs)
+        return call_with_sets(self, x, (), index, ptr, dim_size, dim,
+                              'index', self.in_channels, **kwargs)
 
     def forward(
         self,
@@ -128,38 +114,27 @@ class DeepSetsInvariant(Aggregation):
         ptr: Optional[Tensor] = None,
         dim_size: Optional[int] = None,
         dim: int = -2,
+        max_num_elements: Optional[int] = None,
     ) -> Tensor:
         r"""Forward pass.
 
         Args:
-            x (torch.Tensor): Element features :math:`(N, F_{in})`.
+            x (torch.Tensor): Element features :math:`(*, N, F_{in})`.
             index (torch.Tensor, optional): Set id of every element (PyG's
                 :obj:`batch` vector). (default: :obj:`None`)
             ptr (torch.Tensor, optional): Boundaries of sorted sets, an
                 alternative to :obj:`index`. (default: :obj:`None`)
             dim_size (int, optional): Number of sets :math:`B`.
                 (default: :obj:`None`)
-            dim (int, optional): The element dimension; :obj:`-2` or
-                :obj:`0`. (default: :obj:`-2`)
+            dim (int, optional): The dimension of the elements.
+                (default: :obj:`-2`)
+            max_num_elements (int, optional): Accepted for PyG's
+                :class:`~torch_geometric.nn.aggr.Aggregation` interface;
+                unused. (default: :obj:`None`)
         """
-        if not torch.jit.is_scripting():
-            check_x(x, channels=self.in_channels)
-            if dim not in (-2, 0):
-                raise ValueError(f"'dim' must be -2 or 0 (got {dim})")
-            index, ptr, dim_size = check_sets(x, index, ptr, dim_size,
-                                              batch_name='index')
-        index, dim_size = set_index(x, index, ptr, dim_size)
-
-        if torch.jit.is_scripting():
-            # TorchScript cannot pass modules to free functions: no fusion.
-            if self._phi_is_mlp:
-                h = self.phi(x, index, dim_size)
-            else:
-                h = self.phi(x)
-            out = self.aggr_module(h, index, ptr=ptr, dim_size=dim_size)
-        else:
-            out = phi_pool(self.phi, self.aggr_module, self._fuse, x, index,
-                           ptr, dim_size)
+        out = phi_pool(self.phi, self.aggr_module, x, index, ptr, dim_size,
+                       dim)
+        # rho runs on set-level rows: normalisations see them as one batch.
         return self.rho(out)
 
     def __repr__(self) -> str:

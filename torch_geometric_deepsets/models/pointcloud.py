@@ -7,7 +7,7 @@ from torch.nn import Dropout, Linear
 from torch_geometric.nn.inits import reset
 from torch_geometric.nn.resolver import activation_resolver
 from torch_geometric_deepsets.models.equivariant import DeepSetsEquivariant
-from torch_geometric_deepsets.pool import AggrType, pooled_channels
+from torch_geometric_deepsets.pool import AggrType, pooled_width
 
 
 class DeepSetsPointCloud(torch.nn.Module):
@@ -96,7 +96,7 @@ class DeepSetsPointCloud(torch.nn.Module):
             tied=tied, act=act, plain_last=False, readout=readout)
         # A readout that concatenates (a list of aggregations) widens the
         # pooled features; the classifier takes whatever width it gives.
-        pooled = pooled_channels(self.encoder.readout, hidden_channels)
+        pooled = pooled_width(self.encoder.readout, hidden_channels)
         self.head = torch.nn.Sequential(
             Dropout(dropout),
             Linear(pooled, hidden_channels),
