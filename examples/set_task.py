@@ -88,6 +88,7 @@ __all__ = [
     'seed_everything',
     'one_process_at_a_time',
     'build_trainer',
+    'data_module',
     'fit',
     'predict',
 ]
@@ -119,8 +120,8 @@ class SetTask(L.LightningModule):
     step over the run's :obj:`estimated_stepping_batches`:
     :obj:`"one_cycle"` warms up over the first :obj:`warmup` fraction from
     :math:`lr / 25` to :obj:`lr` and anneals to :math:`lr / 250000` along a
-    cosine (the shape of :class:`~torch.optim.lr_scheduler.OneCycleLR`,
-    without its momentum cycling); :obj:`"multistep"` multiplies by
+    cosine (the factors of :class:`~torch.optim.lr_scheduler.OneCycleLR`'s
+    defaults, without its momentum cycling); :obj:`"multistep"` multiplies by
     :obj:`gamma` at the :obj:`milestones` fractions of the run. A resumed run
     with a larger :obj:`max_steps` stretches the one-cycle schedule over the
     new length (:class:`OneCycleLR` would refuse to step past its end);
@@ -854,7 +855,7 @@ def build_trainer(args: argparse.Namespace, parser: argparse.ArgumentParser,
         dirpath=osp.join(out, 'checkpoints'), save_last=True,
         monitor=monitor, mode=mode, save_top_k=1,
         every_n_train_steps=args.checkpoint_every,
-        filename='{epoch}-{step}')
+        filename='{epoch}-{step}', enable_version_counter=False)
     callbacks: List[Callback] = [checkpoint, EpochLog(),
                                  Interrupt(_resume_hint())]
     if args.early_stopping is not None:
@@ -893,11 +894,33 @@ class Outcome:
     models: Dict[str, nn.Module] = field(default_factory=dict)
 
 
+def data_module(args: argparse.Namespace, parser: argparse.ArgumentParser,
+                train: Dataset, val: Optional[Dataset] = None,
+                test: Optional[Dataset] = None) -> SetDataModule:
+    r"""A :class:`SetDataModule` with :obj:`args.batch_size`,
+    :obj:`args.seed` and :obj:`args.num_workers`; a batch size larger than
+    the training set is an argparse error."""
+    try:
+        return SetDataModule(train, val, test, batch_size=args.batch_size,
+                             seed=args.seed, num_workers=args.num_workers)
+    except ValueError as e:
+        parser.error(f'--batch-size: {e}')
+
+
 def fit(trainer: L.Trainer, task: SetTask, data: SetDataModule,
         args: argparse.Namespace) -> None:
     r""":meth:`trainer.fit <lightning.pytorch.Trainer.fit>`, resuming from
-    :obj:`args.ckpt_path`."""
+    :obj:`args.ckpt_path`, then :obj:`last.ckpt` of the finished run (a run
+    that stops at :obj:`max_steps` in the middle of an epoch saves nothing
+    by itself there), from which a larger :obj:`--max-steps` continues."""
     trainer.fit(task, datamodule=data, ckpt_path=args.ckpt_path)
+    if trainer.interrupted:
+        return
+    callback = trainer.checkpoint_callback
+    directory = callback.dirpath if callback is not None and \
+        callback.dirpath else trainer.default_root_dir
+    trainer.save_checkpoint(osp.join(directory, 'last.ckpt'),
+                            weights_only=False)
 
 
 def history(trainer: L.Trainer) -> List[Dict[str, float]]:
