@@ -18,6 +18,7 @@ GLIBC = sys.platform == 'linux' and platform.libc_ver()[0] == 'glibc'
 # may still grow it: a small allocation can take the front of a freed block).
 FAULTS = '''
 import resource, sys, torch
+import torch_geometric_deepsets
 sys.path.insert(0, sys.argv[2])
 from allocator import tune_cpu_allocator
 if sys.argv[1] == 'tuned':
