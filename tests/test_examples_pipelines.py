@@ -1,7 +1,6 @@
 r"""End-to-end runs of ``examples/gnn_readout.py`` and
 ``examples/modelnet.py`` on small offline data."""
 import json
-import os.path as osp
 
 import pytest
 import torch

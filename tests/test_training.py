@@ -62,7 +62,8 @@ model = tgd.DeepSetsInvariant(phi=[2, 4], rho=[4, 1])
 import torch
 print(tuple(model(torch.randn(5, 2), torch.tensor([0, 0, 1, 1, 2])).shape))
 print(sorted(m for m in sys.modules if m.startswith('torch_geometric_deep')))
-print([m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning')])
+print([m for m in sys.modules
+       if m.split('.')[0] in ('lightning', 'pytorch_lightning')])
 '''
 
 
