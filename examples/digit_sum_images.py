@@ -128,11 +128,12 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
     if not trainer.is_global_zero:
         return set_task.Outcome({}, {'model': model})
 
-    # p: every test image as a set of one.
-    model = model.cpu().eval()
+    # p: every test image as a set of one. Everything below in eval mode
+    # (predict() leaves the mode as it finds it).
+    task.cpu().eval()
     images, labels = load_digit_images('test', args.source, args.mnist_root)
     p = float(read_right(model, images, labels).float().mean())
-    pred, batches = set_task.predict(task.cpu(), test)
+    pred, batches = set_task.predict(task, test)
     target = torch.cat([b.y for b in batches])
     sizes = torch.cat([b.ptr.diff() for b in batches])
     rows = digit_sum_rows(pred, target, sizes)

@@ -233,6 +233,7 @@ class SetTask(L.LightningModule):
         return out * self.hparams.target_std + self.hparams.target_mean
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        r"""The loss of a batch, logged as :obj:`train_loss`."""
         loss = self.loss(self(batch), batch)
         self.log('train_loss', loss, prog_bar=True, on_step=True,
                  on_epoch=True, batch_size=batch.num_graphs)
@@ -247,15 +248,19 @@ class SetTask(L.LightningModule):
                       batch_size=batch.num_graphs, sync_dist=True)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        r"""Logs :obj:`val_loss` and the :meth:`metrics`."""
         self._evaluate(batch, 'val')
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
+        r"""Logs :obj:`test_loss` and the :meth:`metrics`."""
         self._evaluate(batch, 'test')
 
     def predict_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        r""":meth:`forward` in the target's own units."""
         return self.unscale(self(batch))
 
     def configure_optimizers(self) -> Dict[str, Any]:
+        r"""The optimizer and the per-step schedule (see above)."""
         hp = self.hparams
         optimizer = _optimizers()[hp.optimizer](
             self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
@@ -280,11 +285,13 @@ class SetTask(L.LightningModule):
                 'lr_scheduler': {'scheduler': scheduler, 'interval': 'step'}}
 
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        r"""Adds the global random state to :obj:`checkpoint`."""
         checkpoint['torch_rng_state'] = torch.get_rng_state()
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             checkpoint['cuda_rng_state'] = torch.cuda.get_rng_state_all()
 
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        r"""Restores the global random state of :obj:`checkpoint`."""
         if 'torch_rng_state' in checkpoint:
             torch.set_rng_state(checkpoint['torch_rng_state'])
         if 'cuda_rng_state' in checkpoint and torch.cuda.is_available():
@@ -460,9 +467,12 @@ class SetLoader(DataLoader):
             yield batch
 
     def state_dict(self) -> Dict[str, int]:
+        r"""The epoch and the number of its batches handed out so far."""
         return {'epoch': self.sampler.epoch, 'batches': self._handed_out}
 
     def load_state_dict(self, state: Dict[str, int]) -> None:
+        r"""The next iteration over epoch :obj:`state["epoch"]` skips its
+        first :obj:`state["batches"]` batches."""
         self._resume = dict(state)
 
 
@@ -525,12 +535,15 @@ class SetDataModule(LightningDataset):
             rank=rank, num_workers=self.kwargs['num_workers'])
 
     def train_dataloader(self) -> SetLoader:
+        r"""Shuffled, resumable batches of this process's training sets."""
         return self._loader(self.train_dataset, train=True)
 
     def val_dataloader(self) -> SetLoader:
+        r"""This process's validation sets, in order."""
         return self._loader(self.val_dataset, train=False)
 
     def test_dataloader(self) -> SetLoader:
+        r"""This process's test sets, in order."""
         return self._loader(self.test_dataset, train=False)
 
 

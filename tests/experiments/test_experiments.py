@@ -70,7 +70,7 @@ def test_digit_sum_images_with_plot(tmp_path):
         str(tmp_path / 'data'), '--no-progress', '--log-every', '10',
         '--threads', '1', '--max-steps', '150', '--lr', '1e-2',
         '--num-train', '500', '--train-max-size', '3', '--test-sizes', '1',
-        '3', '--test-per-size', '40', '--hidden', '32', '--dropout', '0'
+        '3', '--test-per-size', '40', '--hidden', '32', '--dropout', '0.5'
     ])
     assert_loss_falls(epoch_losses(outcome), 0.6)
     results = outcome.results
@@ -78,7 +78,8 @@ def test_digit_sum_images_with_plot(tmp_path):
     assert 0.2 < p <= 1.0  # learnt from sums alone; chance is 0.1
     for row in results['per_size']:
         assert row['p_to_the_n'] == pytest.approx(p**row['size'])
-    # A set of one is summed exactly iff its image is read right.
+    # A set of one is summed exactly iff its image is read right (both in
+    # eval mode: dropout in one of them would break this).
     single = results['per_size'][0]
     assert single['size'] == 1
     assert single['accuracy'] == single['all_digits_right']
