@@ -82,4 +82,4 @@ def test_distributed_guide_script_under_torchrun(tmp_path):
         print(output)
     assert code == 0, f'torchrun failed (exit {code}); output above'
     assert '2 process(es), step 100, loss' in output
-    assert (tmp_path / 'runs' / 'ddp' / 'checkpoint.pt').is_file()
+    assert (tmp_path / 'runs' / 'ddp' / 'last.ckpt').is_file()

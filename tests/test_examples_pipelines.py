@@ -1,31 +1,18 @@
 r"""End-to-end runs of ``examples/gnn_readout.py`` and
 ``examples/modelnet.py`` on small offline data."""
-import importlib.util
 import json
-import os.path as osp
-import sys
 
 import pytest
 import torch
 
 import torch_geometric.transforms as T
+from tests.example_scripts import load as load_example
 from tests.fake_datasets import write_modelnet
 from torch_geometric.data import Batch
 from torch_geometric.datasets import ModelNet
 from torch_geometric_deepsets import DeepSetsPointCloud, RandomAxisScale, ToSet
-from torch_geometric_deepsets.training import load_checkpoint
 
-EXAMPLES = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
-                    'examples')
-
-
-def load_example(name):
-    spec = importlib.util.spec_from_file_location(
-        f'examples_{name}', osp.join(EXAMPLES, f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+pytest.importorskip('lightning')
 
 
 @pytest.fixture(autouse=True)
@@ -58,9 +45,9 @@ def test_gnn_readout_example_deep_sets_beats_add_and_max(tmp_path, capsys):
     gnn_readout = load_example('gnn_readout')
     out = tmp_path / 'readout.json'
     results = gnn_readout.main([
-        '--num-train', '400', '--num-test', '200', '--epochs', '10',
+        '--num-train', '400', '--num-test', '200', '--max-epochs', '10',
         '--batch-size', '32', '--threads', '1', '--json', str(out),
-        '--no-progress'
+        '--no-progress', '--out', str(tmp_path / 'runs')
     ])
     assert set(results) == {'deepsets', 'add', 'max'}
     deep_sets = results['deepsets']
@@ -71,7 +58,8 @@ def test_gnn_readout_example_deep_sets_beats_add_and_max(tmp_path, capsys):
     for baseline in ('add', 'max'):
         assert deep_sets['test_acc'] >= results[baseline]['test_acc'] + 0.1
     assert json.loads(out.read_text()) == results
-    table = capsys.readouterr().out.splitlines()
+    table = [line for line in capsys.readouterr().out.splitlines()
+             if not line.startswith('epoch ')]
     assert table[0].split() == ['readout', 'first', 'loss', 'last', 'loss',
                                 'test', 'acc']
     assert table[1].split()[0] == 'deepsets'
@@ -111,38 +99,64 @@ def test_modelnet_transforms_are_the_papers_augmentation():
     ]
 
 
-def test_modelnet_example_one_epoch_end_to_end(tmp_path, monkeypatch):
+def test_modelnet_example_one_epoch_end_to_end(tmp_path, monkeypatch,
+                                              capsys):
     modelnet = load_example('modelnet')
     monkeypatch.setattr(ModelNet, 'download', lambda self: pytest.fail(
         'ModelNet tried to download'))
-    root, out = str(tmp_path / 'ModelNet40'), str(tmp_path / 'run')
-    write_modelnet(root, '40')
+    root, out = str(tmp_path / 'ModelNet10'), str(tmp_path / 'run')
+    write_modelnet(root, '10', per_split=4)
     args = ['--root', root, '--num-points', '32', '--hidden', '16',
-            '--epochs', '1', '--batch-size', '8', '--out', out,
-            '--threads', '1']
-    results = modelnet.main(args)
+            '--max-epochs', '1', '--batch-size', '8', '--out', out,
+            '--threads', '1', '--no-progress']
+    outcome = modelnet.main(args)
+    results = outcome.results
 
-    # One epoch of 40 objects in batches of 8, evaluated once.
-    metrics = json.loads(open(osp.join(out, 'metrics.json')).read())
-    assert metrics['step'] == 5
-    assert [e['step'] for e in metrics['evals']] == [5]
+    # ModelNet10 by default; one epoch of 40 objects in batches of 8,
+    # evaluated once, with its line in the log.
+    assert results['name'] == '10'
     assert results['epochs'] == [{'epoch': 1,
                                   'test_acc': results['test_acc']}]
     assert 0.0 <= results['test_acc'] <= 1.0
+    lines = [line for line in capsys.readouterr().out.splitlines()
+             if line.startswith('epoch ')]
+    assert len(lines) == 1 and lines[0].startswith('epoch 0 step 5:')
+    assert 'val_acc' in lines[0] and 'train_loss_epoch' in lines[0]
     with open(results['plot'], 'rb') as f:
         assert f.read(8) == b'\x89PNG\r\n\x1a\n'
 
     # The checkpoint holds the trained model: reloaded, it reproduces the
     # reported accuracy on the same (fixed) test clouds.
-    state = load_checkpoint(results['checkpoint'])
-    assert state['step'] == 5
-    model = DeepSetsPointCloud(3, 40, hidden_channels=16)
-    model.load_state_dict(state['model'])
-    _, test_clouds = modelnet.load_datasets(root, '40', 32, seed=0)
-    assert modelnet.accuracy(model, test_clouds, 8, torch.device('cpu')) \
-        == results['test_acc']
+    set_task = load_example('set_task')
+    state = torch.load(results['checkpoint'], weights_only=False)
+    assert state['global_step'] == 5
+    task = set_task.SetTask.load_from_checkpoint(
+        results['checkpoint'], model=DeepSetsPointCloud(3, 10, 16))
+    _, test_clouds = modelnet.load_datasets(root, '10', 32, seed=0)
+    pred, batches = set_task.predict(task, test_clouds)
+    labels = torch.cat([b.y for b in batches])
+    assert float((pred.argmax(-1) == labels).float().mean()) == \
+        pytest.approx(results['test_acc'])
 
-    # Running the same command again resumes at the end: nothing retrains.
-    again = modelnet.main(args + ['--no-progress'])
-    assert again['test_acc'] == results['test_acc']
-    assert load_checkpoint(results['checkpoint'])['step'] == 5
+    # Resuming the finished run with one more epoch trains exactly one more.
+    again = modelnet.main([*args, '--max-epochs', '2', '--ckpt-path',
+                           'last'])
+    assert [e['epoch'] for e in again.results['epochs']] == [1, 2]
+
+
+def test_modelnet_example_rejects_bad_options(tmp_path, capsys):
+    modelnet = load_example('modelnet')
+    root = str(tmp_path / 'ModelNet10')
+    write_modelnet(root, '10', per_split=1)
+    with pytest.raises(SystemExit) as exit_info:
+        modelnet.main(['--root', root, '--batch-size', '64', '--out',
+                       str(tmp_path / 'run'), '--num-points', '8'])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--batch-size: 'batch_size' (64) is larger than the training " \
+        "set (10 sets)" in err and 'Traceback' not in err
+    for bad in (['--num-points', '0'], ['--name', '20'],
+                ['--weight-decay', '-1']):
+        with pytest.raises(SystemExit) as exit_info:
+            modelnet.main(['--root', root, *bad])
+        assert exit_info.value.code == 2

@@ -1,29 +1,29 @@
+r"""Training lives in ``examples/`` on Lightning: the package imports without
+it, and ``examples/set_task.py`` (the one LightningModule for set tasks, its
+data module and trainer options) does what the examples rely on."""
+import argparse
 import json
+import math
 import os
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.example_scripts import ROOT, load, start, stop
 from torch_geometric.data import Batch, Data, InMemoryDataset
 from torch_geometric_deepsets import (
     DeepSetsConditional,
     DeepSetsEquivariant,
     DeepSetsInvariant,
     DeepSetsPointCloud,
-    PermutationEquivariantLayer,
 )
-from torch_geometric_deepsets.training import (
-    DistributedContext,
-    SetLoader,
-    Trainer,
-    init_distributed,
-    load_checkpoint,
-    main_process_first,
-    save_checkpoint,
-    seed_everything,
-    write_json,
-)
+
+L = pytest.importorskip('lightning.pytorch')
+set_task = load('set_task')
 
 
 class RandomSets(InMemoryDataset):
@@ -39,38 +39,69 @@ class RandomSets(InMemoryDataset):
         self.data, self.slices = self.collate(data_list)
 
 
-def sum_loss(model, batch):
-    return F.l1_loss(model(batch.x, batch.batch).view(-1), batch.y)
+def options(tmp_path, *extra):
+    parser = argparse.ArgumentParser()
+    set_task.add_arguments(parser, 'test', max_steps=10, batch_size=8,
+                           lr=1e-2)
+    args = parser.parse_args(['--out', str(tmp_path), '--no-progress',
+                              '--log-every', '1', *extra])
+    return parser, args
 
 
-def make_trainer(out_dir=None, steps=40, resume=True, **kwargs):
-    seed_everything(0)
-    # Dropout makes the result depend on the RNG state, which resuming must
-    # therefore restore.
-    model = DeepSetsInvariant(phi=[3, 16, 16], rho=[16, 16, 1], dropout=0.2)
-    sched = kwargs.pop('scheduler', lambda opt: torch.optim.lr_scheduler.
-                       StepLR(opt, step_size=7, gamma=0.7))
-    return Trainer(model, sum_loss, RandomSets(), steps=steps, batch_size=8,
-                   lr=1e-2, out_dir=out_dir, resume=resume, log_every=5,
-                   scheduler=sched, progress=False, seed=3, **kwargs)
+# The package without Lightning ###############################################
+
+BLOCK_LIGHTNING = '''
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('lightning', 'pytorch_lightning'):
+            raise ImportError(f'{name} is blocked')
+sys.meta_path.insert(0, Block())
+import torch_geometric_deepsets as tgd
+model = tgd.DeepSetsInvariant(phi=[2, 4], rho=[4, 1])
+import torch
+print(tuple(model(torch.randn(5, 2), torch.tensor([0, 0, 1, 1, 2])).shape))
+print(sorted(m for m in sys.modules if m.startswith('torch_geometric_deep')))
+print([m for m in sys.modules
+       if m.split('.')[0] in ('lightning', 'pytorch_lightning')])
+'''
 
 
-def assert_same_parameters(a, b):
-    sa, sb = a.state_dict(), b.state_dict()
-    assert sa.keys() == sb.keys()
-    for key in sa:
-        assert torch.equal(sa[key], sb[key]), key
+def test_package_imports_and_runs_without_lightning():
+    out = subprocess.run([sys.executable, '-c', BLOCK_LIGHTNING], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120,
+                         check=True).stdout.splitlines()
+    assert out[0] == '(3, 1)'
+    modules = eval(out[1])
+    assert not {'torch_geometric_deepsets.training',
+                'torch_geometric_deepsets.runtime',
+                'torch_geometric_deepsets.experiments'} & set(modules)
+    assert 'torch_geometric_deepsets.datasets' in modules
+    assert out[2] == '[]'
+
+
+def test_the_block_really_blocks():
+    # The hook of the test above must stop an import of Lightning.
+    code = BLOCK_LIGHTNING.split('import torch_geometric_deepsets')[0] + \
+        'import lightning\n'
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode != 0 and 'lightning is blocked' in proc.stderr
+
+
+# Batches #####################################################################
 
 
 def test_set_loader_matches_pyg_collation():
     dataset = RandomSets(50)
-    loader = SetLoader(dataset, batch_size=7, seed=1)
-    loader.set_epoch(2)
-    chunks = loader.batch_indices()
+    loader = set_task.SetLoader(dataset, batch_size=7, shuffle=True, seed=1)
+    loader.sampler.set_epoch(2)
+    order = list(loader.sampler)
     batches = list(loader)
-    assert len(batches) == len(chunks) == len(loader) == 8  # ceil(50 / 7)
-    for chunk, batch in zip(chunks, batches):
-        ref = Batch.from_data_list([dataset[i] for i in chunk])
+    assert len(batches) == len(loader) == 8  # ceil(50 / 7)
+    for i, batch in enumerate(batches):
+        chunk = order[7 * i:7 * i + 7]
+        ref = Batch.from_data_list([dataset[j] for j in chunk])
         for key in ('x', 'y', 'tag', 'batch', 'ptr'):
             assert torch.equal(batch[key], ref[key]), key
         assert batch.num_graphs == len(chunk)
@@ -78,268 +109,333 @@ def test_set_loader_matches_pyg_collation():
 
     # A subset (index_select) maps through its indices.
     subset = dataset[torch.tensor([4, 9, 1])]
-    batch = next(iter(SetLoader(subset, batch_size=3, shuffle=False)))
+    batch = next(iter(set_task.SetLoader(subset, batch_size=3)))
     ref = Batch.from_data_list([dataset[4], dataset[9], dataset[1]])
     assert torch.equal(batch.x, ref.x) and torch.equal(batch.y, ref.y)
 
+    # With a transform, PyG's collation runs instead (same result).
+    dataset.transform = lambda data: data
+    batch = next(iter(set_task.SetLoader(dataset, batch_size=4)))
+    ref = Batch.from_data_list([dataset[i] for i in range(4)])
+    assert torch.equal(batch.x, ref.x) and torch.equal(batch.ptr, ref.ptr)
 
-def test_set_loader_order_shards_and_offsets():
+
+def test_set_loader_order_shards_and_resume_state():
     dataset = RandomSets(40)
-    loader = SetLoader(dataset, batch_size=4, seed=5)
-    loader.set_epoch(0)
-    epoch0 = loader.batch_indices()
-    loader.set_epoch(1)
-    epoch1 = loader.batch_indices()
-    assert sorted(sum(epoch0, [])) == list(range(40))
-    assert epoch0 != epoch1
-    loader.set_epoch(1, start=3)
-    assert loader.batch_indices() == epoch1[3:]
-    # Another seed, another order; the same seed, the same order.
-    assert SetLoader(dataset, 4, seed=6).batch_indices() != epoch0
-    assert SetLoader(dataset, 4, seed=5).batch_indices() == epoch0
+
+    def order(**kwargs):
+        loader = set_task.SetLoader(dataset, 4, shuffle=True, **kwargs)
+        loader.sampler.set_epoch(kwargs.pop('epoch', 0))
+        return [b.y.view(-1).tolist() for b in loader]
+
+    epoch0 = order(seed=5)
+    assert sorted(sum(epoch0, [])) == sorted(dataset.y.tolist())
+    assert order(seed=5) == epoch0 and order(seed=6) != epoch0
+    loader = set_task.SetLoader(dataset, 4, shuffle=True, seed=5)
+    loader.sampler.set_epoch(1)
+    epoch1 = [b.y.view(-1).tolist() for b in loader]
+    assert epoch1 != epoch0
+
     # Two replicas split every epoch into disjoint halves.
-    shards = [
-        sum(SetLoader(dataset, 4, seed=5, num_replicas=2, rank=r)
-            .batch_indices(), []) for r in range(2)
-    ]
-    assert set(shards[0]).isdisjoint(shards[1])
-    assert sorted(shards[0] + shards[1]) == list(range(40))
-    # Iterating leaves the global RNG alone.
+    shards = [sum(order(seed=5, num_replicas=2, rank=r), []) for r in (0, 1)]
+    assert sorted(shards[0] + shards[1]) == sorted(dataset.y.tolist())
+    assert not set(shards[0]) & set(shards[1])
+
+    # The state after 3 batches resumes with the 4th, in a new loader, and
+    # only in the epoch it was taken in.
+    it = iter(loader)
+    for _ in range(3):
+        next(it)
+    state = loader.state_dict()
+    assert state == {'epoch': 1, 'batches': 3}
+    resumed = set_task.SetLoader(dataset, 4, shuffle=True, seed=5)
+    resumed.load_state_dict(state)
+    resumed.sampler.set_epoch(1)
+    rest = [b.y.view(-1).tolist() for b in resumed]
+    assert rest == epoch1[3:]
+    assert resumed.state_dict() == {'epoch': 1, 'batches': 10}
+    assert len(resumed) == 10  # Lightning counts the whole epoch
+    ended = set_task.SetLoader(dataset, 4, shuffle=True, seed=5)
+    ended.load_state_dict({'epoch': 1, 'batches': 10})
+    ended.sampler.set_epoch(2)  # the checkpoint closed epoch 1
+    assert len(list(ended)) == 10
+
+    # Iterating leaves the global RNG alone; workers give the same batches.
     state = torch.get_rng_state()
     list(loader)
     assert torch.equal(state, torch.get_rng_state())
-    # Worker processes produce the same batches.
-    loader.set_epoch(1)
-    with_workers = SetLoader(dataset, 4, seed=5, num_workers=1)
-    with_workers.set_epoch(1)
-    for a, b in zip(loader, with_workers):
-        assert torch.equal(a.x, b.x) and torch.equal(a.batch, b.batch)
+    workers = set_task.SetLoader(dataset, 4, shuffle=True, seed=5,
+                                 num_workers=1)
+    workers.sampler.set_epoch(1)
+    assert [b.y.view(-1).tolist() for b in workers] == epoch1
 
 
-def test_set_loader_drop_last_and_errors():
-    dataset = RandomSets(10)
-    assert len(SetLoader(dataset, 4, drop_last=True)) == 2
-    assert len(SetLoader(dataset, 4, drop_last=False)) == 3
-    assert [len(c) for c in SetLoader(dataset, 4).batch_indices()] == \
-        [4, 4, 2]
-    with pytest.raises(ValueError, match="'batch_size'"):
-        SetLoader(dataset, 0)
-    with pytest.raises(TypeError, match="'batch_size'"):
-        SetLoader(dataset, 2.0)
-    with pytest.raises(ValueError, match="'rank'"):
-        SetLoader(dataset, 2, num_replicas=2, rank=2)
+def test_data_module_checks_batch_size(tmp_path):
+    with pytest.raises(ValueError, match=r"'batch_size' \(50\) is larger "
+                       r"than the training set \(40 sets\)"):
+        set_task.SetDataModule(RandomSets(40), batch_size=50)
+    parser, args = options(tmp_path, '--batch-size', '50')
+    with pytest.raises(SystemExit):
+        set_task.data_module(args, parser, RandomSets(40))
 
 
-def test_checkpoint_is_atomic(tmp_path, monkeypatch):
-    path = str(tmp_path / 'ckpt.pt')
-    save_checkpoint({'w': torch.arange(3), 'step': 1}, path)
+# The task ####################################################################
 
-    real_save = torch.save
 
-    def crash_midway(obj, f, *args, **kwargs):
-        f.write(b'partial garbage')
-        raise KeyboardInterrupt
+def test_one_cycle_by_hand():
+    f = set_task.one_cycle
+    # 100 steps, warm-up over the first 10: cosine from 1/25 up to 1 ...
+    assert f(0, 100) == pytest.approx(1 / 25)
+    assert f(5, 100) == pytest.approx(1 / 25 + (1 - 1 / 25) / 2)
+    assert f(10, 100) == pytest.approx(1.0)
+    # ... then cosine down to 1/25/1e4 at step 100, and flat after it.
+    assert f(55, 100) == pytest.approx(1 / 25 / 1e4 + (1 - 4e-6) / 2)
+    assert f(100, 100) == pytest.approx(4e-6)
+    assert f(250, 100) == f(100, 100)
+    # A run shorter than ten steps still warms up over one step.
+    assert f(0, 3) == pytest.approx(1 / 25) and f(1, 3) == 1.0
 
-    monkeypatch.setattr(torch, 'save', crash_midway)
-    with pytest.raises(KeyboardInterrupt):
-        save_checkpoint({'w': torch.zeros(3), 'step': 2}, path)
-    monkeypatch.setattr(torch, 'save', real_save)
 
-    # The previous checkpoint survives intact and no temporary file is left.
-    state = load_checkpoint(path)
-    assert state['step'] == 1 and torch.equal(state['w'], torch.arange(3))
-    assert os.listdir(tmp_path) == ['ckpt.pt']
-    with pytest.raises(FileNotFoundError, match='No checkpoint'):
-        load_checkpoint(str(tmp_path / 'missing.pt'))
+def test_loss_and_metrics_by_hand():
+    batch = Batch.from_data_list([
+        Data(x=torch.zeros(2, 1), y=torch.tensor([10.0])),
+        Data(x=torch.zeros(1, 1), y=torch.tensor([4.0])),
+    ])
+    task = set_task.SetTask(torch.nn.Identity(), loss='l1', target_mean=6.0,
+                            target_std=2.0)
+    out = torch.tensor([1.0, -2.0])  # standardised: 8 and 2
+    # Targets standardised: (10 - 6) / 2 = 2 and (4 - 6) / 2 = -1.
+    assert float(task.loss(out, batch)) == pytest.approx((1 + 1) / 2)
+    metrics = task.metrics(out, batch)
+    assert float(metrics['mae']) == pytest.approx((2 + 2) / 2)
+    assert float(metrics['mse']) == pytest.approx((4 + 4) / 2)
+    assert torch.equal(task.unscale(out), torch.tensor([8.0, 2.0]))
 
-    write_json({'a': [1, 2.5]}, str(tmp_path / 'sub' / 'm.json'))
-    with open(tmp_path / 'sub' / 'm.json') as f:
-        assert json.load(f) == {'a': [1, 2.5]}
+    labels = Batch.from_data_list([Data(x=torch.zeros(1, 1), y=torch.tensor(
+        [c])) for c in (0, 2, 1)])
+    clf = set_task.SetTask(torch.nn.Identity(), task='classification')
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 1.0],
+                           [1.0, 0.0, 0.0]])
+    assert float(clf.metrics(logits, labels)['acc']) == pytest.approx(2 / 3)
+    assert float(clf.loss(logits, labels)) == pytest.approx(
+        float(F.cross_entropy(logits, labels.y)))
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    ({'task': 'ranking'}, "'task' must be"),
+    ({'loss': 'hinge'}, "'loss' must be one of"),
+    ({'optimizer': 'Adam'}, "'optimizer' must name a torch.optim class"),
+    ({'schedule': 'cosine'}, "'schedule' must be one of"),
+    ({'lr': 0.0}, "'lr' must be positive"),
+    ({'target_std': 0.0}, "'target_std' must be positive"),
+])
+def test_set_task_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        set_task.SetTask(torch.nn.Identity(), **kwargs)
+
+
+class Probe(set_task.SetTask):
+    r"""Records the dtype of the model's output and the learning rate."""
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        self.seen = (self(batch).dtype,
+                     self.trainer.optimizers[0].param_groups[0]['lr'])
+        return loss
+
+
+def sum_model():
+    return DeepSetsInvariant(phi=[3, 8], rho=[8, 1])
+
+
+def test_precision_schedule_and_gradient_clipping_reach_the_loop(tmp_path):
+    parser, args = options(tmp_path / 'a', '--precision', 'bf16-mixed',
+                           '--max-steps', '5')
+    task = Probe(sum_model(), lr=0.1, schedule='one_cycle')
+    trainer = set_task.build_trainer(args, parser)
+    set_task.fit(trainer, task,
+                 set_task.SetDataModule(RandomSets(80), batch_size=8), args)
+    dtype, lr = task.seen
+    assert dtype == torch.bfloat16  # autocast ran the model in bf16
+    # The learning rate of the last step: step 4 of a 5-step one-cycle.
+    assert lr == pytest.approx(0.1 * set_task.one_cycle(4, 5))
+
+    # SGD with lr 1 and the gradient norm clipped to 1e-3 moves the
+    # parameters by at most 1e-3 in one step.
+    parser, args = options(tmp_path / 'b', '--gradient-clip-val', '1e-3',
+                           '--max-steps', '1')
+    set_task.seed_everything(args)
+    task = set_task.SetTask(sum_model(), optimizer='sgd', lr=1.0)
+    before = torch.cat([p.detach().flatten().clone()
+                        for p in task.parameters()])
+    trainer = set_task.build_trainer(args, parser)
+    set_task.fit(trainer, task,
+                 set_task.SetDataModule(RandomSets(80), batch_size=8), args)
+    after = torch.cat([p.detach().flatten() for p in task.parameters()])
+    assert 0 < float((after - before).norm()) <= 1e-3 + 1e-7
+
+
+class Flat(set_task.SetTask):
+    def metrics(self, out, batch):
+        return {'mae': torch.tensor(1.0)}  # never improves
+
+
+def test_early_stopping_after_patience(tmp_path):
+    parser, args = options(tmp_path, '--max-steps', '-1', '--max-epochs',
+                           '20', '--early-stopping', '2')
+    trainer = set_task.build_trainer(args, parser, monitor='val_mae')
+    data = set_task.SetDataModule(RandomSets(40), RandomSets(8, seed=1),
+                                  batch_size=8)
+    set_task.fit(trainer, Flat(sum_model()), data, args)
+    # The first validation sets the best, two more without improvement.
+    assert trainer.current_epoch == 3
+    parser, args = options(tmp_path, '--early-stopping', '2')
+    with pytest.raises(SystemExit):
+        set_task.build_trainer(args, parser)  # nothing monitored
 
 
 @pytest.mark.parametrize('make', [
     lambda: DeepSetsInvariant(phi=[3, 8, 8], rho=[16, 4], aggr=['sum', 'max']),
     lambda: DeepSetsEquivariant([3, 8, 2], aggr='max', readout='mean'),
-    lambda: DeepSetsEquivariant([3, 8, 2], tied=True),
-    lambda: DeepSetsConditional(phi=[3, 8], rho=[8, 2], context_channels=2,
-                                fusion='film'),
-    lambda: PermutationEquivariantLayer(3, 5, aggr='mean'),
+    lambda: DeepSetsEquivariant([3, 8, 2], tied=True, readout='sum'),
     lambda: DeepSetsPointCloud(3, num_classes=4, hidden_channels=8),
 ])
-def test_model_state_dict_round_trips_weights_only(tmp_path, make):
-    torch.manual_seed(0)
-    model = make()
+def test_checkpoint_reloads_the_trained_model(tmp_path, make):
+    parser, args = options(tmp_path, '--max-steps', '3')
+    set_task.seed_everything(args)
+    task = set_task.SetTask(make(), task='classification')
+    ys = RandomSets(40)
+    ys._data.y = (ys._data.y > 0).long()  # two classes
+    data = set_task.SetDataModule(ys, batch_size=8)
+    trainer = set_task.build_trainer(args, parser)
+    set_task.fit(trainer, task, data, args)
+    path = tmp_path / 'checkpoints' / 'last.ckpt'
     torch.manual_seed(1)
-    fresh = make()
-    path = str(tmp_path / 'model.pt')
-    save_checkpoint(model.state_dict(), path)
-    fresh.load_state_dict(torch.load(path, weights_only=True))
-    assert_same_parameters(model, fresh)
-    x, batch = torch.randn(6, 3), torch.tensor([0, 0, 1, 1, 1, 2])
-    args = (x, batch)
-    if isinstance(model, DeepSetsConditional):
-        args = (x, torch.randn(3, 2), batch)
-    model.eval(), fresh.eval()
-    assert torch.equal(model(*args), fresh(*args))
+    again = set_task.SetTask.load_from_checkpoint(path, model=make())
+    assert again.hparams.task == 'classification'
+    batch = next(iter(set_task.SetLoader(ys, 10)))
+    task.eval(), again.eval()
+    assert torch.equal(task(batch), again(batch))
 
 
-def test_trainer_resume_is_bitwise_equal(tmp_path, monkeypatch):
-    straight = make_trainer(str(tmp_path / 'straight'), steps=40)
-    straight.fit()
+def test_conditional_and_layer_models_through_a_subclass(tmp_path):
+    class Conditional(set_task.SetTask):
+        def forward(self, batch):
+            context = torch.ones(batch.num_graphs, 2)
+            return self.model(batch.x, context, batch.batch,
+                              dim_size=batch.num_graphs).squeeze(-1)
 
-    # Stop mid-epoch (15 batches per epoch), then resume in a new trainer.
-    first = make_trainer(str(tmp_path / 'resumed'), steps=40)
-    assert first.fit(until=22)['step'] == 22
-    second = make_trainer(str(tmp_path / 'resumed'), steps=40)
-    assert second.fit()['step'] == 40
-    assert_same_parameters(straight.model, second.model)
-    assert second.history == straight.history
-    assert second.optimizer.param_groups[0]['lr'] == \
-        straight.optimizer.param_groups[0]['lr']
-
-    # The equality hinges on restoring the RNG state (dropout masks): with
-    # that step disabled the resumed run drifts away.
-    import torch_geometric_deepsets.training as training
-    make_trainer(str(tmp_path / 'no_rng'), steps=40).fit(until=22)
-    monkeypatch.setattr(training, '_set_rng_state', lambda state: None)
-    drifted = make_trainer(str(tmp_path / 'no_rng'), steps=40)
-    drifted.fit()
-    assert not torch.equal(next(drifted.model.phi.parameters()),
-                           next(straight.model.phi.parameters()))
+    parser, args = options(tmp_path, '--max-steps', '3')
+    model = DeepSetsConditional(phi=[3, 8], rho=[8, 1], context_channels=2,
+                                fusion='film')
+    task = Conditional(model)
+    trainer = set_task.build_trainer(args, parser)
+    set_task.fit(trainer, task,
+                 set_task.SetDataModule(RandomSets(40), batch_size=8), args)
+    assert trainer.global_step == 3
 
 
-def test_trainer_survives_a_crash_between_checkpoints(tmp_path):
-    straight = make_trainer(None, steps=30)
-    straight.fit()
+# Runs of a real script #######################################################
 
-    calls = {'n': 0}
-
-    def crashing_loss(model, batch):
-        calls['n'] += 1
-        if calls['n'] == 17:  # after the checkpoint at step 10, before 20
-            raise KeyboardInterrupt
-        return sum_loss(model, batch)
-
-    crashed = make_trainer(str(tmp_path), steps=30, checkpoint_every=10)
-    crashed.loss_fn = crashing_loss
-    with pytest.raises(KeyboardInterrupt):
-        crashed.fit()
-    assert load_checkpoint(str(tmp_path / 'checkpoint.pt'))['step'] == 10
-
-    resumed = make_trainer(str(tmp_path), steps=30, checkpoint_every=10)
-    resumed.fit()
-    assert_same_parameters(straight.model, resumed.model)
+TEXT = ['--num-train', '600', '--batch-size', '16', '--test-sizes', '5',
+        '--test-per-size', '20', '--no-plot', '--log-every', '5',
+        '--threads', '1']
 
 
-def test_trainer_learns_logs_and_evaluates(tmp_path):
-    seen = []
-
-    def evaluate(model):
-        assert not model.training and not torch.is_grad_enabled()
-        seen.append(1)
-        return {'calls': len(seen)}
-
-    trainer = make_trainer(str(tmp_path), steps=60, evaluate=evaluate,
-                           eval_every=25,
-                           scheduler=lambda opt: None)
-    out = trainer.fit()
-    losses = [h['loss'] for h in trainer.history]
-    assert [h['step'] for h in trainer.history] == list(range(5, 61, 5))
-    assert losses[-1] < 0.5 * losses[0]
-    assert out['loss'] == losses[-1]
-    # At steps 25, 50 and the end.
-    assert [e['step'] for e in trainer.evals] == [25, 50, 60]
-    assert out['eval'] == {'step': 60, 'calls': 3}
-    with open(tmp_path / 'metrics.json') as f:
-        metrics = json.load(f)
-    assert metrics['step'] == 60 and metrics['evals'] == trainer.evals
-    assert metrics['history'] == trainer.history
-    assert metrics['config']['batch_size'] == 8
-
-    # A finished run resumes to the end without training or re-evaluating.
-    again = make_trainer(str(tmp_path), steps=60, evaluate=evaluate,
-                         eval_every=25, scheduler=lambda opt: None)
-    assert again.fit()['step'] == 60 and len(seen) == 3
-    assert_same_parameters(trainer.model, again.model)
+def text_args(tmp_path, out, *extra):
+    return [*TEXT, '--data-root', str(tmp_path / 'data'), '--out',
+            str(tmp_path / out), '--no-progress', *extra]
 
 
-def test_trainer_refuses_other_settings_and_bad_arguments(tmp_path):
-    make_trainer(str(tmp_path), steps=10).fit()
-    with pytest.raises(ValueError, match="steps: 10 -> 12"):
-        make_trainer(str(tmp_path), steps=12).fit()
-    # resume=False trains from scratch over it.
-    assert make_trainer(str(tmp_path), steps=12,
-                        resume=False).fit()['step'] == 12
-
-    model = DeepSetsInvariant(phi=[3, 4], rho=[4, 1])
-    data = RandomSets(10)
-    with pytest.raises(ValueError, match="'steps'"):
-        Trainer(model, sum_loss, data, steps=0)
-    with pytest.raises(ValueError, match="'lr'"):
-        Trainer(model, sum_loss, data, steps=1, lr=-1.0)
-    with pytest.raises(ValueError, match="'checkpoint_every'"):
-        Trainer(model, sum_loss, data, steps=1, checkpoint_every=5)
-    with pytest.raises(TypeError, match="'model'"):
-        Trainer(sum_loss, sum_loss, data, steps=1)
-    with pytest.raises(ValueError, match="fewer than one batch"):
-        Trainer(model, sum_loss, data, steps=1, batch_size=11)
-    with pytest.raises(FloatingPointError, match='step 1'):
-        Trainer(model, lambda m, b: sum_loss(m, b) * float('nan'), data,
-                steps=1, batch_size=2, log_every=1, progress=False).fit()
+def test_extending_a_finished_run(tmp_path):
+    text = load('digit_sum_text')
+    first = text.main(text_args(tmp_path, 'run', '--max-steps', '20'))
+    assert first.results['steps'] == 20
+    more = text.main(text_args(tmp_path, 'run', '--max-steps', '30',
+                               '--ckpt-path', 'last'))
+    assert more.results['steps'] == 30
+    # Not retrained from scratch: the 30-step run of the resumed model is not
+    # a fresh 30-step run.
+    fresh = text.main(text_args(tmp_path, 'fresh', '--max-steps', '30'))
+    assert fresh.results['per_size'] != more.results['per_size']
 
 
-def test_single_process_context(monkeypatch):
-    for key in ('WORLD_SIZE', 'RANK', 'LOCAL_RANK'):
-        monkeypatch.delenv(key, raising=False)
-    ctx = init_distributed(device='cpu')
-    assert ctx == DistributedContext()
-    assert ctx.is_main and not ctx.is_distributed
-    assert ctx.all_reduce_mean(2.5) == 2.5
-    assert ctx.all_gather_object('a') == ['a']
-    order = []
-    with main_process_first(ctx):
-        order.append('body')
-    assert order == ['body']
-    with pytest.raises(ValueError, match="'backend'"):
-        init_distributed(backend='mpi')
-    monkeypatch.setenv('WORLD_SIZE', '2')
-    monkeypatch.setenv('RANK', '5')
-    with pytest.raises(ValueError, match='RANK=5'):
-        init_distributed()
+def test_deterministic_runs_are_identical(tmp_path):
+    text = load('digit_sum_text')
+    runs = [text.main(text_args(tmp_path, f'run{i}', '--max-steps', '12',
+                                '--seed', '3', '--deterministic'))
+            for i in range(2)]
+    a, b = (r.models['model'].state_dict() for r in runs)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert runs[0].results['per_size'] == runs[1].results['per_size']
+    other = text.main(text_args(tmp_path, 'run3', '--max-steps', '12',
+                                '--seed', '4', '--deterministic'))
+    c = other.models['model'].state_dict()
+    assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
-def test_close_releases_the_ddp_wrapper_and_fit_rewraps(tmp_path):
-    # A one-process gloo group stands in for torchrun; the context claims
-    # to be distributed so that the trainer wraps the model in DDP.
-    import torch.distributed as torch_dist
-    from torch.nn.parallel import DistributedDataParallel
+def test_missing_cuda_is_an_argparse_error(tmp_path, capsys):
+    text = load('digit_sum_text')
+    # More CUDA devices than this machine has: none on a CPU build.
+    wanted = torch.cuda.device_count() + 1
+    with pytest.raises(SystemExit) as exit_info:
+        text.main(text_args(tmp_path, 'run', '--accelerator', 'cuda',
+                            '--devices', str(wanted)))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith('usage:')
+    assert ('not available' in err or 'CUDA' in err) and \
+        'Traceback' not in err
 
-    from torch_geometric_deepsets.training import (
-        DistributedContext,
-        close_distributed,
-    )
 
-    class Forced(DistributedContext):
-        is_distributed = property(lambda self: True)
+def read_lines_until(proc, marker, timeout=180):
+    lines = []
+    deadline = time.monotonic() + timeout
+    for line in proc.stdout:
+        lines.append(line)
+        if marker in line or time.monotonic() > deadline:
+            break
+    return lines
 
-    torch_dist.init_process_group('gloo', store=torch_dist.HashStore(),
-                                  rank=0, world_size=1)
+
+def test_sigint_saves_and_resumes_to_the_uninterrupted_result(tmp_path):
+    # Dropout, so the resumed run also needs the restored random state.
+    args = ['--num-train', '300', '--train-max-size', '3', '--hidden', '16',
+            '--dropout', '0.5', '--batch-size', '16', '--test-sizes', '2',
+            '--test-per-size', '20', '--max-steps', '400', '--no-plot',
+            '--no-progress', '--log-every', '5', '--threads', '1',
+            '--data-root', str(tmp_path / 'data')]
+    proc = start('digit_sum_images.py', [*args, '--out',
+                                         str(tmp_path / 'cut')])
     try:
-        trainer = make_trainer(str(tmp_path), steps=20, dist=Forced())
-        assert isinstance(trainer.train_model, DistributedDataParallel)
-        trainer.fit(until=5)
-        trainer.close()
-        assert trainer.train_model is trainer.model
-        assert trainer.fit(until=10)['step'] == 10  # wraps again
-        assert isinstance(trainer.train_model, DistributedDataParallel)
-        trainer.close()
+        # Interrupt once training has gone past the first epoch (18 steps).
+        seen = read_lines_until(proc, 'epoch 1 step')
+        assert any('epoch 1 step' in line for line in seen), ''.join(seen)
+        proc.send_signal(2)  # SIGINT, as Ctrl-C
+        out, _ = proc.communicate(timeout=120)
     finally:
-        close_distributed()
-    assert not torch_dist.is_initialized()
+        stop(proc)
+    assert proc.returncode == 1, out
+    hints = [line for line in out.splitlines() if 'Resume with:' in line]
+    assert len(hints) == 1, out
+    assert 'Traceback' not in out
+    ckpt = tmp_path / 'cut' / 'checkpoints' / 'last.ckpt'
+    assert hints[0].startswith('Stopped at step ') and str(ckpt) in hints[0]
+    assert hints[0].endswith('--ckpt-path last')
+    stopped = torch.load(ckpt, weights_only=False)['global_step']
+    assert 18 <= stopped < 400
 
-
-def test_close_is_a_no_op_in_one_process():
-    trainer = make_trainer(steps=10)
-    trainer.close()
-    assert trainer.train_model is trainer.model
-    assert trainer.fit()['step'] == 10
+    resumed = load('digit_sum_images').main(
+        [*args, '--out', str(tmp_path / 'cut'), '--ckpt-path', 'last'])
+    straight = load('digit_sum_images').main(
+        [*args, '--out', str(tmp_path / 'straight')])
+    assert resumed.results['steps'] == straight.results['steps'] == 400
+    a = resumed.models['model'].state_dict()
+    b = straight.models['model'].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    for key in ('per_digit_accuracy', 'per_size'):
+        assert resumed.results[key] == straight.results[key]
+    with open(tmp_path / 'cut' / 'results.json') as f:
+        assert json.load(f)['per_size'] == straight.results['per_size']
+    assert math.isfinite(straight.results['per_size'][0]['mae'])
+    assert os.path.isfile(tmp_path / 'cut' / 'csv' / 'version_0' /
+                          'metrics.csv')

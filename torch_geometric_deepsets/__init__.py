@@ -32,7 +32,8 @@ from torch_geometric_deepsets.transforms import (  # noqa: E402
 
 __all__ += ['DeepSetsPointCloud', 'ToSet', 'RandomAxisScale']
 
-# Generated datasets of the paper's experiments and the shared training loop.
-from torch_geometric_deepsets import datasets, runtime, training  # noqa: E402
+# Generated datasets of the paper's experiments (their training scripts live
+# in examples/, outside the package).
+from torch_geometric_deepsets import datasets  # noqa: E402
 
-__all__ += ['datasets', 'runtime', 'training']
+__all__ += ['datasets']

@@ -1,47 +1,62 @@
-r"""Data-parallel training of a Deep Sets model on the digit-sum task.
+r"""Data-parallel training of a Deep Sets model on the digit-sum task with
+PyTorch Lightning.
 
-Runs as a single process (``python train_ddp.py``) or with several under
-``torchrun --nproc_per_node=N train_ddp.py``; the code is the same.
+Runs as one process (``python train_ddp.py``), lets Lightning start the
+processes (``python train_ddp.py --devices 4``), or joins the ones a launcher
+started: ``torchrun --nproc_per_node=4 train_ddp.py``, ``srun python
+train_ddp.py`` under SLURM. The code is the same.
 """
-import torch.nn.functional as F
+import argparse
+import os
+import sys
+
+import lightning.pytorch as L
+from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 
 from torch_geometric_deepsets import DeepSetsInvariant
 from torch_geometric_deepsets.datasets import DigitSumText
-from torch_geometric_deepsets.training import (
-    Trainer,
-    close_distributed,
-    init_distributed,
-    main_process_first,
-    seed_everything,
-)
 
-
-def loss_fn(model, batch):
-    pred = model(batch.x, batch.batch, dim_size=batch.num_graphs)
-    return F.l1_loss(pred.view(-1), batch.y)
+# examples/set_task.py: the LightningModule and data module for set tasks.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                '..', '..', 'examples'))
+import set_task  # noqa: E402
 
 
 def main():
-    ctx = init_distributed()  # reads RANK, WORLD_SIZE, ... set by torchrun
-    # Rank 0 generates the files first; the other processes then load them.
-    with main_process_first(ctx):
+    parser = argparse.ArgumentParser()
+    # Under torchrun: one device per process it started on this node.
+    parser.add_argument('--devices', type=int,
+                        default=int(os.environ.get('LOCAL_WORLD_SIZE', 1)))
+    parser.add_argument('--num-nodes', type=int, default=1)
+    parser.add_argument('--accelerator', default='cpu')
+    args = parser.parse_args()
+
+    # Every process builds the dataset; the lock lets the first one generate
+    # and save the files, the others load them.
+    with set_task.one_process_at_a_time('data/digit_sum'):
         train = DigitSumText('data/digit_sum', 'train', num_sets=4096,
                              sizes=range(1, 11))
 
-    seed_everything(0)  # the same initial weights on every process
+    L.seed_everything(0, verbose=False)  # the same weights everywhere
     phi = nn.Sequential(nn.Embedding(10, 64), nn.Flatten(1),
                         nn.Linear(64, 30), nn.Tanh())
     model = DeepSetsInvariant(phi=phi, rho=nn.Linear(30, 1))
+    task = set_task.SetTask(model, loss='l1', lr=1e-2)
+    data = set_task.SetDataModule(train, batch_size=64)  # per process
 
-    trainer = Trainer(model, loss_fn, train, steps=100, batch_size=64,
-                      lr=1e-2, out_dir='runs/ddp', dist=ctx, progress=False)
-    summary = trainer.fit()
-    if ctx.is_main:
-        print(f'{ctx.world_size} process(es), step {summary["step"]}, '
-              f'loss {summary["loss"]:.3f}')
-    trainer.close()  # release the DDP wrapper while every process is alive
-    close_distributed(ctx)
+    trainer = L.Trainer(
+        accelerator=args.accelerator, devices=args.devices,
+        num_nodes=args.num_nodes,
+        strategy='ddp' if args.devices * args.num_nodes > 1 else 'auto',
+        max_steps=100, use_distributed_sampler=False, logger=False,
+        callbacks=[ModelCheckpoint(dirpath='runs/ddp', save_last=True)],
+        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(task, datamodule=data)
+    if trainer.is_global_zero:
+        loss = float(trainer.callback_metrics['train_loss_epoch'])
+        print(f'{trainer.world_size} process(es), step '
+              f'{trainer.global_step}, loss {loss:.3f}')
 
 
 if __name__ == '__main__':

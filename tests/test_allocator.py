@@ -1,10 +1,13 @@
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from torch_geometric_deepsets.runtime import tune_cpu_allocator
+BENCHMARKS = str(Path(__file__).resolve().parents[1] / 'benchmarks')
+sys.path.insert(0, BENCHMARKS)
+from allocator import tune_cpu_allocator  # noqa: E402
 
 GLIBC = sys.platform == 'linux' and platform.libc_ver()[0] == 'glibc'
 
@@ -15,7 +18,9 @@ GLIBC = sys.platform == 'linux' and platform.libc_ver()[0] == 'glibc'
 # may still grow it: a small allocation can take the front of a freed block).
 FAULTS = '''
 import resource, sys, torch
-from torch_geometric_deepsets.runtime import tune_cpu_allocator
+import torch_geometric_deepsets
+sys.path.insert(0, sys.argv[2])
+from allocator import tune_cpu_allocator
 if sys.argv[1] == 'tuned':
     assert tune_cpu_allocator() is True
 for _ in range(3):
@@ -28,7 +33,8 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 
 def last_rounds_faults(mode: str) -> int:
-    out = subprocess.run([sys.executable, '-c', FAULTS, mode], check=True,
+    out = subprocess.run([sys.executable, '-c', FAULTS, mode, BENCHMARKS],
+                         check=True,
                          capture_output=True, text=True, timeout=120)
     return int(out.stdout.split()[-1])
 

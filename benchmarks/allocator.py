@@ -1,4 +1,6 @@
-r"""Process settings that make CPU training faster without changing results.
+r"""A process setting that makes CPU training faster without changing
+results; the benchmarks use it (``bench.py --allocator tuned``), and a
+training script can copy it.
 
 PyTorch allocates CPU tensors with the C library's :obj:`malloc`. glibc serves
 every block above its mmap threshold (at most 32 MiB, raised on the fly up to
@@ -55,7 +57,7 @@ def tune_cpu_allocator(mmap_threshold: int = 2**30,
         reaches glibc's :obj:`mallopt` and has no effect.
 
     Example:
-        >>> from torch_geometric_deepsets.runtime import tune_cpu_allocator
+        >>> from allocator import tune_cpu_allocator
         >>> tune_cpu_allocator() in (True, False)
         True
     """
