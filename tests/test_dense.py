@@ -8,16 +8,46 @@ from torch_geometric_deepsets import DeepSetsInvariant, from_dense, to_dense
 def test_from_dense_and_back():
     dense = torch.arange(2 * 3 * 2, dtype=torch.float).view(2, 3, 2)
     mask = torch.tensor([[True, True, False], [True, False, False]])
-    x, batch = from_dense(dense, mask)
+    x, batch, ptr = from_dense(dense, mask)
     assert torch.equal(x, torch.tensor([[0.0, 1.0], [2.0, 3.0], [6.0, 7.0]]))
     assert torch.equal(batch, torch.tensor([0, 0, 1]))
+    assert torch.equal(ptr, torch.tensor([0, 2, 3]))
     back, back_mask = to_dense(x, batch)
     assert torch.equal(back_mask, mask[:, :2])
     assert torch.equal(back[back_mask], x)
     assert torch.equal(back[~back_mask], torch.zeros(1, 2))
 
-    x_all, batch_all = from_dense(dense)
+    x_all, batch_all, ptr_all = from_dense(dense)
     assert torch.equal(batch_all, torch.tensor([0, 0, 0, 1, 1, 1]))
+    assert torch.equal(ptr_all, torch.tensor([0, 3, 6]))
+
+
+def test_round_trip_keeps_trailing_empty_sets():
+    # 5 sets, the last one empty: batch alone cannot show it, ptr does.
+    dense = torch.randn(5, 4, 2)
+    lengths = torch.tensor([2, 4, 0, 1, 0])
+    sets = from_dense(dense, lengths=lengths)
+    assert sets.num_sets == 5
+    assert torch.equal(sets.ptr, torch.tensor([0, 2, 6, 6, 7, 7]))
+    back, mask = to_dense(sets.x, sets.batch, dim_size=sets.num_sets,
+                          max_size=4)
+    assert back.shape == (5, 4, 2)
+    assert torch.equal(mask.sum(1), lengths)
+    assert torch.equal(back[mask], dense[mask])
+    model = DeepSetsInvariant([2, 8], [8, 1])
+    out = model(sets.x, ptr=sets.ptr)
+    assert out.shape == (5, 1)
+    assert torch.allclose(out, model(sets.x, sets.batch,
+                                     dim_size=sets.num_sets))
+
+
+def test_lengths_equal_the_mask_they_describe():
+    dense = torch.randn(3, 4, 2)
+    lengths = torch.tensor([1, 4, 2])
+    mask = torch.arange(4).unsqueeze(0) < lengths.unsqueeze(1)
+    for a, b in zip(from_dense(dense, lengths=lengths),
+                    from_dense(dense, mask)):
+        assert torch.equal(a, b)
 
 
 def test_to_dense_unsorted_empty_sets_and_max_size():
@@ -38,8 +68,9 @@ def test_masked_model_matches_on_dense_data():
     mask = torch.rand(3, 5) > 0.4
     mask[2] = False  # an empty set
     model = DeepSetsInvariant([2, 8], [8, 1], aggr='sum')
-    x, batch = from_dense(dense, mask)
+    x, batch, ptr = from_dense(dense, mask)
     out = model(x, batch, dim_size=3)
+    assert torch.equal(out, model(x, ptr=ptr))
     h = model.phi(dense) * mask.unsqueeze(-1)
     assert torch.allclose(out, model.rho(h.sum(1)), atol=1e-5)
 
@@ -57,8 +88,21 @@ def test_pyg_batch_of_edgeless_graphs():
 def test_bad_input():
     with pytest.raises(ValueError, match=r"padded tensor \[B, M, F\]"):
         from_dense(torch.randn(3, 2))
-    with pytest.raises(TypeError, match="'mask' must be a bool tensor"):
+    with pytest.raises(TypeError, match=r"'mask' must be a bool tensor \(got "
+                       r"dtype torch.float32\); pass mask.bool\(\)"):
         from_dense(torch.randn(2, 3, 1), torch.ones(2, 3))
+    with pytest.raises(TypeError, match=r"pass mask.bool\(\)"):
+        from_dense(torch.randn(2, 3, 1), torch.ones(2, 3, dtype=torch.long))
     with pytest.raises(ValueError, match=r"'mask' has shape \(2, 2\) but 'x' "
                        "holds 2 sets of 3 slots"):
         from_dense(torch.randn(2, 3, 1), torch.ones(2, 2, dtype=torch.bool))
+    with pytest.raises(ValueError, match="either 'mask' or 'lengths'"):
+        from_dense(torch.randn(2, 3, 1), torch.ones(2, 3, dtype=torch.bool),
+                   torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match=r"'lengths' must lie in \[0, 3\]"):
+        from_dense(torch.randn(2, 3, 1), lengths=torch.tensor([1, 4]))
+    with pytest.raises(ValueError, match=r"'lengths' has shape \(3,\) but "
+                       "'x' holds 2 sets"):
+        from_dense(torch.randn(2, 3, 1), lengths=torch.tensor([1, 1, 1]))
+    with pytest.raises(TypeError, match="'lengths' must be an integer"):
+        from_dense(torch.randn(2, 3, 1), lengths=torch.tensor([1.0, 2.0]))

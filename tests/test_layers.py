@@ -80,7 +80,7 @@ def test_equals_authors_reference_layers(aggr, tied):
     layer.lin.load_state_dict(ref.Gamma.state_dict())
     if not tied:
         layer.lin_pool.load_state_dict(ref.Lambda.state_dict())
-    x, batch = from_dense(dense)[:2]
+    x, batch, _ = from_dense(dense)
     out = layer(x, batch)
     assert torch.allclose(out.view(4, 7, 5), ref(dense), rtol=0, atol=1e-12)
 
@@ -117,7 +117,7 @@ def test_index_equals_ptr_and_gradients(aggr):
 
 def test_multi_aggregation_and_kwargs():
     layer = PermutationEquivariantLayer(3, 2, aggr=['sum', 'max'])
-    assert layer.lin_pool.in_features == 6
+    assert layer.lin_pool.in_channels == 6
     x, batch = make_batch([2, 3], 3)
     pooled = torch.cat([scatter(x, batch, 0, 2, 'sum'),
                         scatter(x, batch, 0, 2, 'max')], dim=-1)

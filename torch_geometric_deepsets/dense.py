@@ -1,6 +1,6 @@
 r"""Adapters between PyG's ragged layout (rows + :obj:`batch`) and the padded
 :math:`(B, M, F)` + mask layout of mask-based set code."""
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -9,38 +9,87 @@ from torch_geometric.utils import to_dense_batch
 from torch_geometric_deepsets.pool import resolve_sets
 
 
-def from_dense(x: Tensor, mask: Optional[Tensor] = None
-               ) -> Tuple[Tensor, Tensor]:
-    r"""Turns padded sets into rows plus a :obj:`batch` vector.
+class DenseSets(NamedTuple):
+    r"""Padded sets as rows: what :func:`from_dense` returns."""
+    #: Element features :math:`(N, F)`.
+    x: Tensor
+    #: Set id of every row :math:`(N)`.
+    batch: Tensor
+    #: Row boundaries of the sets :math:`(B + 1)`; counts empty sets too.
+    ptr: Tensor
+
+    @property
+    def num_sets(self) -> int:
+        r"""The number of sets :math:`B`, empty ones included."""
+        return self.ptr.numel() - 1
+
+
+def from_dense(x: Tensor, mask: Optional[Tensor] = None,
+               lengths: Optional[Tensor] = None) -> DenseSets:
+    r"""Turns padded sets into rows, a :obj:`batch` vector and :obj:`ptr`.
 
     Args:
         x (torch.Tensor): Padded sets :math:`(B, M, F)`.
         mask (torch.Tensor, optional): Boolean :math:`(B, M)`, :obj:`True`
-            where a real element sits. :obj:`None` means every slot is real.
-            (default: :obj:`None`)
+            where a real element sits. (default: :obj:`None`)
+        lengths (torch.Tensor, optional): Integer :math:`(B)`, the number of
+            real elements of each set, which sit in its first slots; an
+            alternative to :obj:`mask`. (default: :obj:`None`)
+
+    With neither, every slot is a real element.
 
     Returns:
-        :obj:`(x, batch)` of shapes :math:`(N, F)` and :math:`(N)`, with the
-        elements of each set in their padded order. A set whose mask is all
-        :obj:`False` becomes an empty set; pass :obj:`dim_size=B` to models
-        so it is still counted.
+        :class:`DenseSets` :obj:`(x, batch, ptr)` of shapes :math:`(N, F)`,
+        :math:`(N)` and :math:`(B + 1)`, with the elements of each set in
+        their padded order. A set without real elements becomes an empty
+        set, which :obj:`ptr` (and :obj:`num_sets`) still counts, so pass
+        :obj:`ptr=ptr` (or :obj:`dim_size=num_sets`) to the models to keep
+        trailing empty sets.
     """
     if not isinstance(x, Tensor) or x.dim() != 3:
         raise ValueError(f"'x' must be a padded tensor [B, M, F] "
                          f"(got {getattr(x, 'shape', type(x).__name__)})")
     num_sets, max_size = x.shape[:2]
-    if mask is None:
+    if mask is not None and lengths is not None:
+        raise ValueError("Pass either 'mask' or 'lengths', not both")
+    if lengths is not None:
+        mask = _mask_from_lengths(lengths, num_sets, max_size, x.device)
+    elif mask is None:
         mask = torch.ones(num_sets, max_size, dtype=torch.bool,
                           device=x.device)
-    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+    if not isinstance(mask, Tensor):
         raise TypeError(f"'mask' must be a bool tensor "
-                        f"(got {getattr(mask, 'dtype', type(mask).__name__)})")
+                        f"(got {type(mask).__name__})")
+    if mask.dtype != torch.bool:
+        raise TypeError(f"'mask' must be a bool tensor (got dtype "
+                        f"{mask.dtype}); pass mask.bool() (True where an "
+                        f"element sits)")
     if tuple(mask.shape) != (num_sets, max_size):
         raise ValueError(f"'mask' has shape {tuple(mask.shape)} but 'x' holds "
                          f"{num_sets} sets of {max_size} slots")
     batch = torch.arange(num_sets, device=x.device).unsqueeze(1)
     batch = batch.expand(num_sets, max_size)[mask]
-    return x[mask], batch
+    ptr = torch.zeros(num_sets + 1, dtype=torch.long, device=x.device)
+    torch.cumsum(mask.sum(1), 0, out=ptr[1:])
+    return DenseSets(x[mask], batch, ptr)
+
+
+def _mask_from_lengths(lengths: Tensor, num_sets: int, max_size: int,
+                       device: torch.device) -> Tensor:
+    if not isinstance(lengths, Tensor) or lengths.dtype.is_floating_point \
+            or lengths.dtype == torch.bool:
+        raise TypeError(f"'lengths' must be an integer tensor (got "
+                        f"{getattr(lengths, 'dtype', type(lengths).__name__)}"
+                        f")")
+    if tuple(lengths.shape) != (num_sets, ):
+        raise ValueError(f"'lengths' has shape {tuple(lengths.shape)} but 'x' "
+                         f"holds {num_sets} sets")
+    if lengths.numel() > 0 and (int(lengths.min()) < 0
+                                or int(lengths.max()) > max_size):
+        raise ValueError(f"'lengths' must lie in [0, {max_size}], the number "
+                         f"of slots (got {lengths.tolist()})")
+    slots = torch.arange(max_size, device=device)
+    return slots.unsqueeze(0) < lengths.to(device).unsqueeze(1)
 
 
 def to_dense(x: Tensor, batch: Optional[Tensor] = None,

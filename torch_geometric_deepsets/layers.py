@@ -3,8 +3,9 @@ from typing import Any, Dict, Optional
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.nn import Linear
+from torch.nn.parameter import UninitializedParameter
 
+from torch_geometric.nn.dense.linear import Linear
 from torch_geometric_deepsets.pool import (
     AggrType,
     apply_aggr,
@@ -34,11 +35,12 @@ class PermutationEquivariantLayer(torch.nn.Module):
         - \bigoplus_{j \in \mathcal{S}(i)} \mathbf{x}_j \right)
         \mathbf{\Lambda} + \mathbf{b}.
 
-    :math:`\mathbf{\Lambda}` (with the bias :math:`\mathbf{b}`) is the
-    :class:`~torch.nn.Linear` :obj:`lin`, :math:`\mathbf{\Gamma}` the bias-free
-    :class:`~torch.nn.Linear` :obj:`lin_pool` (:obj:`None` when tied). With
-    these weights the layer equals the authors' reference layers
-    :obj:`PermEqui2_max` / :obj:`PermEqui2_mean` (untied) and
+    :math:`\mathbf{\Lambda}` (with the bias :math:`\mathbf{b}`) is the PyG
+    :class:`~torch_geometric.nn.dense.Linear` :obj:`lin`,
+    :math:`\mathbf{\Gamma}` the bias-free PyG
+    :class:`~torch_geometric.nn.dense.Linear` :obj:`lin_pool` (:obj:`None`
+    when tied). With these weights the layer equals the authors' reference
+    layers :obj:`PermEqui2_max` / :obj:`PermEqui2_mean` (untied) and
     :obj:`PermEqui1_max` / :obj:`PermEqui1_mean` (tied).
 
     The pooled features are computed once per set, multiplied by
@@ -47,7 +49,8 @@ class PermutationEquivariantLayer(torch.nn.Module):
     tensor is ever built.
 
     Args:
-        in_channels (int): Size of each input element.
+        in_channels (int): Size of each input element, or :obj:`-1` to find
+            it at the first call.
         out_channels (int): Size of each output element.
         aggr (str or Aggregation or list, optional): The pooling operator
             :math:`\bigoplus`: :obj:`"sum"`, :obj:`"mean"`, :obj:`"max"`, any
@@ -77,17 +80,19 @@ class PermutationEquivariantLayer(torch.nn.Module):
         super().__init__()
         for name, value in (('in_channels', in_channels),
                             ('out_channels', out_channels)):
+            lazy_ok = name == 'in_channels' and value == -1
             if isinstance(value, bool) or not isinstance(value, int) \
-                    or value <= 0:
-                raise ValueError(f"'{name}' must be a positive int "
-                                 f"(got {value!r})")
+                    or (value <= 0 and not lazy_ok):
+                raise ValueError(f"'{name}' must be a positive int (or -1 "
+                                 f"for 'in_channels', found at the first "
+                                 f"call) (got {value!r})")
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.tied = tied
         self.aggr_module = resolve_aggr(aggr, aggr_kwargs)
 
         width = pooled_width(self.aggr_module, in_channels)
-        if tied and width != in_channels:
+        if tied and width is not None and width != in_channels:
             raise ValueError(f"tied=True subtracts the pooled features from "
                              f"the elements, so 'aggr' must keep the width "
                              f"{in_channels} (got {width} from {aggr!r})")
@@ -95,7 +100,8 @@ class PermutationEquivariantLayer(torch.nn.Module):
         self.lin = Linear(in_channels, out_channels, bias=bias)
         self.lin_pool = None
         if not tied:
-            self.lin_pool = Linear(width, out_channels, bias=False)
+            self.lin_pool = Linear(-1 if width is None else width,
+                                   out_channels, bias=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -109,7 +115,7 @@ class PermutationEquivariantLayer(torch.nn.Module):
                  ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
                  dim: int = -2) -> Tensor:
         return call_with_sets(self, x, (), batch, ptr, dim_size, dim,
-                              'batch', self.in_channels)
+                              'batch', self.in_channels, self)
 
     def forward(
         self,
@@ -132,8 +138,15 @@ class PermutationEquivariantLayer(torch.nn.Module):
             dim (int, optional): The dimension of the elements.
                 (default: :obj:`-2`)
         """
+        if isinstance(self.lin.weight, UninitializedParameter):  # first call
+            self.lin(x.narrow(dim, 0, 0))
         pooled = apply_aggr(self.aggr_module, x, batch, ptr, dim_size, dim)
         if self.lin_pool is None:
+            if pooled.size(-1) != x.size(-1):
+                raise ValueError(f"tied=True subtracts the pooled features "
+                                 f"from the elements, but {self.aggr_module} "
+                                 f"turns {x.size(-1)} features into "
+                                 f"{pooled.size(-1)}")
             # (x - p) Λ + b = x Λ + b - p Λ: multiply the B pooled rows, not N.
             shift = F.linear(pooled, self.lin.weight)
         else:
@@ -146,8 +159,7 @@ class PermutationEquivariantLayer(torch.nn.Module):
         if x.dim() == 2:
             return torch.addmm(base, x, self.lin.weight.t())
         out = torch.addmm(base.reshape(-1, self.out_channels),
-                          x.reshape(-1, self.in_channels),
-                          self.lin.weight.t())
+                          x.reshape(-1, x.size(-1)), self.lin.weight.t())
         return out.view(x.shape[:-1] + (self.out_channels, ))
 
     def __repr__(self) -> str:

@@ -427,16 +427,50 @@ def broadcast(pooled: Tensor, x: Tensor, index: Optional[Tensor],
 def call_with_sets(module: torch.nn.Module, x: Tensor, before: tuple,
                    index: Optional[Tensor], ptr: Optional[Tensor],
                    dim_size: Optional[int], dim: int, index_name: str,
-                   channels: Optional[int] = None, **kwargs: Any) -> Tensor:
+                   channels: Optional[int] = None,
+                   first: Optional[torch.nn.Module] = None,
+                   **kwargs: Any) -> Tensor:
     r"""The :meth:`__call__` of every layer and model: runs
-    :func:`resolve_sets` once, then the module (hooks included) as
-    :obj:`module(x, *before, index, ptr, dim_size, dim)`, whose
-    :meth:`forward` then sees validated input only (:obj:`dim`
-    non-negative, :obj:`dim_size` filled in). :class:`torch.fx.Proxy`
-    input, as when PyG's :func:`~torch_geometric.nn.to_hetero` traces a
-    model, passes through untouched."""
+    :func:`resolve_sets` once (and :func:`check_dtype` against the
+    parameters of :obj:`first`, the network that receives :obj:`x`), then
+    the module (hooks included) as :obj:`module(x, *before, index, ptr=,
+    dim_size=, dim=)`, whose :meth:`forward` then sees validated input only
+    (:obj:`dim` non-negative, :obj:`dim_size` filled in).
+    :class:`torch.fx.Proxy` input, as when PyG's
+    :func:`~torch_geometric.nn.to_hetero` traces a model, passes through
+    untouched."""
     if not isinstance(x, torch.fx.Proxy):
         index, ptr, dim_size, dim = resolve_sets(x, index, ptr, dim_size, dim,
                                                  index_name, channels)
+        if first is not None:
+            check_dtype(x, first)
     return torch.nn.Module.__call__(module, x, *before, index, ptr=ptr,
                                     dim_size=dim_size, dim=dim, **kwargs)
+
+
+def check_dtype(x: Tensor, module: torch.nn.Module) -> None:
+    r"""Raises a :class:`TypeError` that says what to convert when :obj:`x`
+    cannot enter :obj:`module`: integers into a first layer that is not an
+    embedding, or floats of another precision than the parameters (outside
+    :func:`torch.autocast`)."""
+    first = next((m for m in module.modules()
+                  if next(m.parameters(recurse=False), None) is not None),
+                 None)
+    if first is None:
+        return
+    param = next(first.parameters(recurse=False))
+    if not param.dtype.is_floating_point:
+        return
+    if not (x.dtype.is_floating_point or x.dtype.is_complex):
+        if isinstance(first, (torch.nn.Embedding, torch.nn.EmbeddingBag)):
+            return
+        raise TypeError(f"'x' holds {x.dtype} values but the first layer "
+                        f"({type(first).__name__}) takes {param.dtype} "
+                        f"features; convert with x.to({param.dtype}), or "
+                        f"start phi with torch.nn.Embedding for integer "
+                        f"tokens")
+    if x.dtype != param.dtype and not torch.is_autocast_enabled(
+            x.device.type):
+        raise TypeError(f"'x' is {x.dtype} but the model's parameters are "
+                        f"{param.dtype}; convert one of them, e.g. "
+                        f"x.to({param.dtype}) or model.to({x.dtype})")

@@ -88,7 +88,7 @@ def test_equals_authors_reference_model(tied, layer):
     ref = D(32, 3, 40, layer).eval()
     copy_into_reference(model, ref)
     dense = torch.randn(4, 50, 3)  # 4 clouds of 50 points, as the authors
-    x, batch = from_dense(dense)
+    x, batch, _ = from_dense(dense)
     expected = ref(dense)
     assert torch.allclose(model(x, batch), expected, atol=1e-5)
     ptr = torch.tensor([0, 50, 100, 150, 200])

@@ -174,6 +174,20 @@ def out_channels_of(module: torch.nn.Module) -> Optional[int]:
     return None
 
 
+def check_rho_input(rho: torch.nn.Module, pooled: int, aggr: Aggregation,
+                    extra: int = 0) -> None:
+    r"""Raises a :class:`ValueError` naming both widths when :obj:`rho`,
+    whose input width is known, cannot take the :obj:`pooled` features of
+    :math:`\phi` pooled with :obj:`aggr` (plus :obj:`extra` context
+    features): a custom :math:`\phi` shows its width at the first call."""
+    expected = in_channels_of(rho)
+    if expected is not None and expected > 0 and expected != pooled + extra:
+        context = f' + {extra} context' if extra else ''
+        raise ValueError(f"'phi' pooled with {aggr} gives {pooled}{context} "
+                         f"features per set but 'rho' takes {expected}; make "
+                         f"rho's input width {pooled + extra}")
+
+
 def _keeps_width(module: torch.nn.Module) -> bool:
     return isinstance(module, (torch.nn.Dropout, torch.nn.Identity,
                                torch.nn.ReLU, torch.nn.Tanh, torch.nn.ELU,
@@ -272,12 +286,16 @@ FUSIONS = ('concat', 'film', 'add')
 
 
 def check_context(context: object, num_sets: int, channels: int,
-                  index_name: str = 'batch') -> None:
+                  dtype: torch.dtype, index_name: str = 'batch') -> None:
     r"""Raises unless :obj:`context` holds one row of :obj:`channels`
-    features for each of the :obj:`num_sets` sets."""
+    features of :obj:`dtype` (the elements' dtype) for each of the
+    :obj:`num_sets` sets."""
     if not isinstance(context, Tensor):
         raise TypeError(f"'context' must be a torch.Tensor "
                         f"(got {type(context).__name__})")
+    if context.dtype != dtype:
+        raise TypeError(f"'context' is {context.dtype} but 'x' is {dtype}; "
+                        f"convert with context.to({dtype})")
     if context.dim() != 2:
         raise ValueError(f"'context' must be a matrix [num_sets, "
                          f"context_channels] = [{num_sets}, {channels}] (got "

@@ -15,6 +15,7 @@ from torch_geometric_deepsets.models._utils import (
     check_channels,
     check_context,
     check_dropout,
+    check_rho_input,
     in_channels_of,
     out_channels_of,
     phi_pool,
@@ -176,7 +177,8 @@ class DeepSetsConditional(torch.nn.Module):
             raise ValueError(f"'x' must be a matrix [num_elements, "
                              f"num_features] (got shape {tuple(x.shape)})")
         return call_with_sets(self, x, (context, ), batch, ptr, dim_size, -2,
-                              'batch', self.in_channels)
+                              'batch', self.in_channels,
+                              self.phi_first or self.phi)
 
     def forward(
         self,
@@ -200,12 +202,14 @@ class DeepSetsConditional(torch.nn.Module):
                 trailing sets are empty and only :obj:`batch` is given.
                 (default: :obj:`None`)
         """
-        check_context(context, dim_size, self.context_channels)
+        check_context(context, dim_size, self.context_channels, x.dtype)
         index = element_index(x, batch, ptr)
         if self.phi_first is not None:
             x = run(self.phi_first, x, index, ptr, dim_size, 0)
         x = self.fusion_module(x, context, index)
         out = phi_pool(self.phi, self.aggr_module, x, index, ptr, dim_size, 0)
+        extra = context.size(-1) if self.context_in_rho else 0
+        check_rho_input(self.rho, out.size(-1), self.aggr_module, extra)
         if self.context_in_rho:
             out = torch.cat([out, context], dim=-1)
         return self.rho(out)

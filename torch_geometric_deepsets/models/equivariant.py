@@ -1,4 +1,4 @@
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -6,7 +6,13 @@ from torch import Tensor
 
 from torch_geometric.nn.resolver import activation_resolver
 from torch_geometric_deepsets.layers import PermutationEquivariantLayer
-from torch_geometric_deepsets.models._utils import check_dropout
+from torch_geometric_deepsets.models._utils import (
+    FUSIONS,
+    ActType,
+    ContextFusion,
+    check_context,
+    check_dropout,
+)
 from torch_geometric_deepsets.pool import (
     AggrType,
     apply_aggr,
@@ -31,9 +37,18 @@ class DeepSetsEquivariant(torch.nn.Module):
     (a permutation-invariant map, since pooling after equivariant layers is
     invariant).
 
+    With :obj:`context_channels`, the map is conditioned on a per-set
+    context :math:`\mathbf{z}_s`, joined as in
+    :class:`~torch_geometric_deepsets.DeepSetsConditional`: concatenated to
+    the elements (:obj:`"concat"`), added to them after a linear map
+    (:obj:`"add"`), or FiLM of the first layer's output (:obj:`"film"`; of
+    the input for a one-layer stack). For every fixed :math:`\mathbf{z}`
+    the map stays equivariant.
+
     Args:
         channels (List[int]): :obj:`[in, hidden..., out]`, at least two
-            entries; one layer per consecutive pair.
+            entries; one layer per consecutive pair. :obj:`in` may be
+            :obj:`-1` (found at the first call).
         aggr (str or Aggregation or list, optional): The pooling inside each
             layer. (default: :obj:`"sum"`)
         tied (bool, optional): Use the tied form (eq. 23) in every layer.
@@ -51,10 +66,16 @@ class DeepSetsEquivariant(torch.nn.Module):
             (default: :obj:`True`)
         aggr_kwargs (dict, optional): Arguments of a string :obj:`aggr`.
             (default: :obj:`None`)
+        context_channels (int, optional): Width :math:`C` of a per-set
+            context, given as :obj:`context=` to :meth:`forward`.
+            (default: :obj:`None`)
+        fusion (str, optional): How the context joins: :obj:`"concat"`,
+            :obj:`"film"` or :obj:`"add"`. (default: :obj:`"concat"`)
 
     Shapes:
         - **input:** elements :math:`(*, N, F_{in})`, set ids :math:`(N)`
-          or boundaries :math:`(B + 1)`
+          or boundaries :math:`(B + 1)`, context :math:`(B, C)` (with
+          :obj:`context_channels`; then the elements are a matrix)
         - **output:** :math:`(*, N, F_{out})`, or :math:`(*, B, F_{out}')`
           with :obj:`readout`
     """
@@ -63,25 +84,58 @@ class DeepSetsEquivariant(torch.nn.Module):
         channels: List[int],
         aggr: AggrType = 'sum',
         tied: bool = False,
-        act: Union[str, torch.nn.Module, None] = 'relu',
+        act: ActType = 'relu',
         dropout: float = 0.0,
         readout: AggrType = None,
         plain_last: bool = True,
         aggr_kwargs: Optional[Dict[str, Any]] = None,
+        context_channels: Optional[int] = None,
+        fusion: str = 'concat',
     ) -> None:
         super().__init__()
-        if not isinstance(channels, (list, tuple)) or len(channels) < 2:
+        if not isinstance(channels, (list, tuple)) or len(channels) < 2 or \
+                not all(isinstance(c, int) and not isinstance(c, bool)
+                        for c in channels) or \
+                not (channels[0] > 0 or channels[0] == -1) or \
+                not all(c > 0 for c in channels[1:]):
             raise ValueError(f"'channels' must be a list [in, ..., out] of at "
-                             f"least two ints (got {channels!r})")
+                             f"least two positive ints (in may be -1, found "
+                             f"at the first call) (got {channels!r})")
         check_dropout(dropout)
+        if context_channels is not None and (
+                isinstance(context_channels, bool)
+                or not isinstance(context_channels, int)
+                or context_channels <= 0):
+            raise ValueError(f"'context_channels' must be a positive int "
+                             f"(got {context_channels!r})")
+        if fusion not in FUSIONS:
+            raise ValueError(f"Unknown 'fusion' {fusion!r}; valid options are "
+                             f"{', '.join(repr(f) for f in FUSIONS)}")
         self.channels = list(channels)
         self.tied = tied
         self.dropout = dropout
         self.plain_last = plain_last
+        self.context_channels = context_channels
+        self.fusion = fusion
+
+        widths = list(channels)
+        self.context_fusion: Optional[ContextFusion] = None
+        if context_channels is not None:
+            # FiLM modulates the first layer's output; concat and add (and
+            # FiLM of a one-layer stack) the input.
+            at = 1 if fusion == 'film' and len(channels) > 2 else 0
+            if fusion != 'concat' and widths[at] < 0:
+                raise ValueError(f"fusion={fusion!r} maps the context to the "
+                                 f"input width, which is lazy (-1) here; give "
+                                 f"it, or use fusion='concat'")
+            self.context_fusion = ContextFusion(fusion, context_channels,
+                                                widths[at])
+            if fusion == 'concat' and widths[0] > 0:
+                widths[0] += context_channels
         self.layers = torch.nn.ModuleList([
             PermutationEquivariantLayer(c_in, c_out, aggr=aggr, tied=tied,
                                         aggr_kwargs=aggr_kwargs)
-            for c_in, c_out in zip(self.channels[:-1], self.channels[1:])
+            for c_in, c_out in zip(widths[:-1], widths[1:])
         ])
         self.act = activation_resolver(act) if act is not None else None
         self.readout = resolve_aggr(readout) if readout is not None else None
@@ -90,14 +144,29 @@ class DeepSetsEquivariant(torch.nn.Module):
         r"""Resets all learnable parameters of the module."""
         for layer in self.layers:
             layer.reset_parameters()
+        if self.context_fusion is not None:
+            self.context_fusion.reset_parameters()
         if self.readout is not None:
             self.readout.reset_parameters()
 
     def __call__(self, x: Tensor, batch: Optional[Tensor] = None,
                  ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
-                 dim: int = -2) -> Tensor:
+                 dim: int = -2, context: Optional[Tensor] = None) -> Tensor:
+        if context is None and self.context_channels is not None:
+            raise ValueError(f"This model takes a per-set 'context' "
+                             f"[num_sets, {self.context_channels}]; pass "
+                             f"context=...")
+        if context is not None and self.context_channels is None:
+            raise ValueError("'context' was given but the model has no "
+                             "'context_channels'; build it with "
+                             "context_channels=C")
+        if context is not None and isinstance(x, Tensor) and x.dim() != 2:
+            raise ValueError(f"With a context, 'x' must be a matrix "
+                             f"[num_elements, num_features] (got shape "
+                             f"{tuple(x.shape)})")
         return call_with_sets(self, x, (), batch, ptr, dim_size, dim,
-                              'batch', self.channels[0])
+                              'batch', self.channels[0], self.layers[0],
+                              context=context)
 
     def forward(
         self,
@@ -106,12 +175,19 @@ class DeepSetsEquivariant(torch.nn.Module):
         ptr: Optional[Tensor] = None,
         dim_size: Optional[int] = None,
         dim: int = -2,
+        context: Optional[Tensor] = None,
     ) -> Tensor:
         r"""Forward pass; arguments as in
-        :meth:`PermutationEquivariantLayer.forward`."""
+        :meth:`PermutationEquivariantLayer.forward`, and the per-set
+        :obj:`context` :math:`(B, C)` of a conditioned model."""
         # Every layer gathers set rows back to the elements: find the set of
         # every row once.
         index = element_index(x, batch, ptr, dim)
+        fusion = self.context_fusion
+        if fusion is not None:
+            check_context(context, dim_size, fusion.context_channels, x.dtype)
+            if fusion.fusion != 'film' or len(self.layers) == 1:
+                x = fusion(x, context, index)
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             x = layer(x, index, dim_size=dim_size, dim=dim)
@@ -119,6 +195,9 @@ class DeepSetsEquivariant(torch.nn.Module):
                 if self.act is not None:
                     x = self.act(x)
                 x = F.dropout(x, p=self.dropout, training=self.training)
+            if i == 0 and fusion is not None and fusion.fusion == 'film' \
+                    and last > 0:
+                x = fusion(x, context, index)
         if self.readout is not None:
             x = apply_aggr(self.readout, x, index, ptr, dim_size, dim)
         return x
@@ -133,6 +212,9 @@ class DeepSetsEquivariant(torch.nn.Module):
             extra += f', dropout={self.dropout}'
         if not self.plain_last:
             extra += ', plain_last=False'
+        if self.context_channels is not None:
+            extra += (f", context_channels={self.context_channels}, "
+                      f"fusion='{self.fusion}'")
         return (f'{self.__class__.__name__}({self.channels}, '
                 f'aggr={self.layers[0].aggr_module}, tied={self.tied}'
                 f'{extra})')

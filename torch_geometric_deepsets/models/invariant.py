@@ -10,6 +10,7 @@ from torch_geometric_deepsets.models._utils import (
     build_phi,
     build_rho,
     check_dropout,
+    check_rho_input,
     in_channels_of,
     out_channels_of,
     phi_pool,
@@ -105,7 +106,7 @@ class DeepSetsInvariant(Aggregation):
                  ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
                  dim: int = -2, **kwargs: Any) -> Tensor:
         return call_with_sets(self, x, (), index, ptr, dim_size, dim,
-                              'index', self.in_channels, **kwargs)
+                              'index', self.in_channels, self.phi, **kwargs)
 
     def forward(
         self,
@@ -134,6 +135,7 @@ class DeepSetsInvariant(Aggregation):
         """
         out = phi_pool(self.phi, self.aggr_module, x, index, ptr, dim_size,
                        dim)
+        check_rho_input(self.rho, out.size(-1), self.aggr_module)
         # rho runs on set-level rows: normalisations see them as one batch.
         return self.rho(out)
 
