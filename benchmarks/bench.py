@@ -1,17 +1,23 @@
 r"""Benchmark suite: Deep Sets on ragged batches vs a padded + mask model and
 vs PyG's own building blocks, on the same data and widths in one run.
 
-    python benchmarks/bench.py            # full suite (a few minutes, CPU)
+    python benchmarks/bench.py            # full suite (CPU: minutes)
     python benchmarks/bench.py --quick    # tiny sizes, seconds (CI smoke)
-    python benchmarks/bench.py --device cuda --json out.json
+    python benchmarks/bench.py --device cuda --scales default,gnn,large
     python benchmarks/bench.py --allocator tuned   # large blocks kept in heap
 
-Sections: (1) training step (forward + backward) for each pooling and set-size
-distribution: time, elements/s, peak memory, ratio to ours, and the pure-GEMM
-time of the step's matrix products; (2) pooling forward + backward vs the
-memory-traffic bound and vs torch_scatter; (3) the equivariant layer vs a
-Linear of the same shape. Times are medians over repeats; compare ratios
-within one run, not absolute numbers across runs.
+Sections: (1) training step (forward + backward) for each scale, pooling and
+set-size distribution: time, elements/s, peak memory, ratio to ours (index),
+the pure-GEMM time of the step's matrix products, ours from ptr, and eager
+next to torch.compile'd ours and PyG (--compile); (2) pooling forward +
+backward vs the memory-traffic bound and vs torch_scatter; (3) the equivariant
+layer vs a Linear of the same shape. Times are medians over repeats; compare
+ratios within one run, not absolute numbers across runs.
+
+Scales: default (phi 3-128-128-128, rho 128-128-1, 256 sets of mean size
+200), gnn (a GNN readout: phi 64-64-64, rho 64-64-1, 128 graphs of ~25
+nodes) and large (phi 3-256-256-256, rho 256-256-1, 8192 sets of 256: 2.1M
+elements; sized for a GPU).
 """
 import argparse
 import json
@@ -22,7 +28,7 @@ import subprocess
 import sys
 import time
 from datetime import date
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -41,8 +47,25 @@ from torch_geometric_deepsets._kernels import segment_pool, use_torch_scatter
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from allocator import tune_cpu_allocator  # noqa: E402  (beside this file)
 
-PHI = [3, 128, 128, 128]
-RHO = [128, 128, 1]
+class Scale(NamedTuple):
+    phi: List[int]
+    rho: List[int]
+    sets: int
+    mean: int
+    dists: tuple
+
+
+SCALES = {
+    'default': Scale([3, 128, 128, 128], [128, 128, 1], 256, 200,
+                     ('constant', 'uniform', 'heavy')),
+    'gnn': Scale([64, 64, 64], [64, 64, 1], 128, 25,
+                 ('uniform', )),
+    'large': Scale([3, 256, 256, 256], [256, 256, 1], 8192, 256,
+                   ('constant', )),
+    'quick': Scale([3, 16, 16], [16, 1], 8, 6,
+                   ('constant', 'uniform', 'heavy')),
+}
+PHI, RHO = SCALES['default'].phi, SCALES['default'].rho
 
 
 # Data ########################################################################
@@ -61,12 +84,13 @@ def set_sizes(dist: str, num_sets: int, mean: int,
     raise ValueError(f"unknown distribution '{dist}'")
 
 
-def make_data(dist: str, num_sets: int, mean: int, device: str, seed: int = 0):
+def make_data(dist: str, num_sets: int, mean: int, device: str, seed: int = 0,
+              scale: Scale = SCALES['default']):
     gen = torch.Generator().manual_seed(seed)
     sizes = set_sizes(dist, num_sets, mean, gen)
     batch = torch.repeat_interleave(torch.arange(num_sets), sizes)
-    x = torch.randn(batch.numel(), PHI[0], generator=gen)
-    y = torch.randn(num_sets, RHO[-1], generator=gen)
+    x = torch.randn(batch.numel(), scale.phi[0], generator=gen)
+    y = torch.randn(num_sets, scale.rho[-1], generator=gen)
     return x.to(device), batch.to(device), y.to(device), sizes
 
 
@@ -74,10 +98,10 @@ def make_data(dist: str, num_sets: int, mean: int, device: str, seed: int = 0):
 
 class PaddedDeepSets(torch.nn.Module):
     r"""The common padded approach: [B, M, F] with a mask, pooled over M."""
-    def __init__(self, aggr: str):
+    def __init__(self, aggr: str, phi=PHI, rho=RHO):
         super().__init__()
-        self.phi = MLP(PHI, norm=None)
-        self.rho = MLP(RHO, norm=None)
+        self.phi = MLP(phi, norm=None)
+        self.rho = MLP(rho, norm=None)
         self.aggr = aggr
 
     def forward(self, dense: torch.Tensor, mask: torch.Tensor):
@@ -97,10 +121,10 @@ class PyGDeepSets(torch.nn.Module):
     r"""PyG's building blocks: DeepSetsAggregation for the sum, and the MLPs
     around PyG's own reduction (Aggregation.reduce / global_*_pool) for mean
     and max."""
-    def __init__(self, aggr: str):
+    def __init__(self, aggr: str, phi=PHI, rho=RHO):
         super().__init__()
-        self.phi = MLP(PHI, norm=None)
-        self.rho = MLP(RHO, norm=None)
+        self.phi = MLP(phi, norm=None)
+        self.rho = MLP(rho, norm=None)
         self.aggr = aggr
         self.sum = DeepSetsAggregation(self.phi, self.rho)
 
@@ -163,12 +187,14 @@ def gemm_fn(shapes: List[tuple], device: str) -> Callable[[], None]:
     return run
 
 
-def step_gemm_shapes(num_rows: int, num_sets: int, fused: bool) -> List[tuple]:
+def step_gemm_shapes(num_rows: int, num_sets: int, fused: bool,
+                     scale: Scale = SCALES['default']) -> List[tuple]:
+    phi, rho = scale.phi, scale.rho
     shapes = []
-    for i, (k, m) in enumerate(zip(PHI[:-1], PHI[1:])):
-        last = i == len(PHI) - 2
+    for i, (k, m) in enumerate(zip(phi[:-1], phi[1:])):
+        last = i == len(phi) - 2
         shapes.append((num_sets if fused and last else num_rows, k, m))
-    shapes += [(num_sets, k, m) for k, m in zip(RHO[:-1], RHO[1:])]
+    shapes += [(num_sets, k, m) for k, m in zip(rho[:-1], rho[1:])]
     return shapes
 
 
@@ -223,67 +249,93 @@ def _linears(module: torch.nn.Module) -> List[torch.nn.Module]:
     return [m for m in module.modules() if hasattr(m, 'weight')]
 
 
-def build(impl: str, aggr: str, x, batch, num_sets: int, device: str):
+def build(impl: str, aggr: str, x, batch, num_sets: int, device: str,
+          scale: Scale = SCALES['default'], backend: str = 'inductor'):
+    r"""A contender and its inputs: :obj:`ours` (from the batch vector),
+    :obj:`ours ptr`, :obj:`pyg`, :obj:`padded`; a :obj:`compiled` suffix
+    wraps the model in :func:`torch.compile`."""
     torch.manual_seed(0)
-    ours = DeepSetsInvariant(PHI, RHO, aggr=aggr)
-    if impl == 'ours':
+    ours = DeepSetsInvariant(scale.phi, scale.rho, aggr=aggr)
+    name = impl.replace(' compiled', '')
+    if name == 'ours':
         model = ours
         inputs = (x, batch, None, num_sets)
-    elif impl == 'pyg':
-        model = PyGDeepSets(aggr)
+    elif name == 'ours ptr':
+        model = ours
+        ptr = torch.zeros(num_sets + 1, dtype=torch.long, device=x.device)
+        torch.cumsum(torch.bincount(batch, minlength=num_sets), 0,
+                     out=ptr[1:])
+        inputs = (x, None, ptr, None)
+    elif name == 'pyg':
+        model = PyGDeepSets(aggr, scale.phi, scale.rho)
         inputs = (x, batch, num_sets)
     else:
-        model = PaddedDeepSets(aggr)
+        model = PaddedDeepSets(aggr, scale.phi, scale.rho)
         inputs = to_dense(x, batch, dim_size=num_sets)
     # The same weights in every implementation, layer by layer.
     for src, dst in zip(_linears(ours.phi) + _linears(ours.rho),
                         _linears(model.phi) + _linears(model.rho)):
         dst.load_state_dict(src.state_dict())
-    return model.to(device), inputs
+    model = model.to(device)
+    if impl.endswith(' compiled'):
+        model = torch.compile(model, backend=backend)
+    return model, inputs
 
 
 # Sections ####################################################################
 
-IMPLS = ('ours', 'pyg', 'padded')
+IMPLS = ('ours', 'ours ptr', 'pyg', 'padded')
+COMPILED = ('ours compiled', 'pyg compiled')
 
 
 def bench_steps(args, rows: List[Dict]) -> None:
-    print(f'\n## Training step, phi {PHI}, rho {RHO}, {args.sets} sets of '
-          f'mean size {args.mean}')
-    print(f"{'pool':5} {'sizes':9} {'impl':7} {'ms':>9} {'Melem/s':>8} "
-          f"{'peak MiB':>9} {'x ours':>7} {'GEMM ms':>8} {'x GEMM':>7}")
-    for dist in ('constant', 'uniform', 'heavy'):
-        x, batch, y, sizes = make_data(dist, args.sets, args.mean,
-                                       args.device)
-        n = x.size(0)
-        for aggr in ('sum', 'mean', 'max'):
-            fused = aggr in ('sum', 'mean')
-            fns = {'gemm': gemm_fn(step_gemm_shapes(n, args.sets, fused),
-                                   args.device)}
-            for impl in IMPLS:
-                model, inputs = build(impl, aggr, x, batch, args.sets,
-                                      args.device)
-                fns[impl] = step_fn(model, inputs, y)
-            secs = timeit(fns, args.device, args.repeat)
-            gemm, ours = secs['gemm'], secs['ours']
-            for impl in IMPLS:
-                sec = secs[impl]
-                peak = peak_memory(impl, aggr, dist, args.sets, args.mean,
-                                   args.device) if args.memory else float(
-                                       'nan')
-                row = dict(section='step', pool=aggr, sizes=dist, impl=impl,
-                           ms=sec * 1e3, melem_per_s=n / sec / 1e6,
-                           peak_mib=peak, ratio_to_ours=sec / ours,
-                           gemm_ms=gemm * 1e3, ratio_to_gemm=sec / gemm,
-                           rows=n, max_over_mean=float(
-                               sizes.max() / sizes.float().mean()))
-                rows.append(row)
-                mine = impl == 'ours'
-                print(f"{aggr:5} {dist:9} {impl:7} {sec * 1e3:9.2f} "
-                      f"{row['melem_per_s']:8.2f} {peak:9.1f} "
-                      f"{row['ratio_to_ours']:7.2f} "
-                      f"{gemm * 1e3 if mine else float('nan'):8.2f} "
-                      f"{sec / gemm if mine else float('nan'):7.2f}")
+    for scale_name in args.scales:
+        scale = SCALES[scale_name]
+        impls = IMPLS + (COMPILED if args.compile else ())
+        print(f'\n## Training step ({scale_name}), phi {scale.phi}, rho '
+              f'{scale.rho}, {scale.sets} sets of mean size {scale.mean}')
+        print(f"{'pool':5} {'sizes':9} {'impl':14} {'ms':>9} {'Melem/s':>8} "
+              f"{'peak MiB':>9} {'x ours':>7} {'GEMM ms':>8} {'x GEMM':>7}")
+        for dist in scale.dists:
+            x, batch, y, sizes = make_data(dist, scale.sets, scale.mean,
+                                           args.device, scale=scale)
+            # Compiling takes long: the compiled contenders run on the
+            # first set-size distribution of a scale only.
+            impls = impls[:len(IMPLS)] if dist != scale.dists[0] else impls
+            n = x.size(0)
+            for aggr in ('sum', 'mean', 'max'):
+                fused = aggr in ('sum', 'mean')
+                shapes = step_gemm_shapes(n, scale.sets, fused, scale)
+                fns = {'gemm': gemm_fn(shapes, args.device)}
+                for impl in impls:
+                    if impl == 'padded' and n > 1_000_000:
+                        continue  # would not fit next to the others
+                    model, inputs = build(impl, aggr, x, batch, scale.sets,
+                                          args.device, scale,
+                                          args.compile_backend)
+                    fns[impl] = step_fn(model, inputs, y)
+                secs = timeit(fns, args.device, args.repeat)
+                gemm, ours = secs.pop('gemm'), secs['ours']
+                for impl, sec in secs.items():
+                    memory = args.memory and scale_name == 'default' and \
+                        'compiled' not in impl and impl != 'ours ptr'
+                    peak = peak_memory(impl, aggr, dist, scale.sets,
+                                       scale.mean, args.device) if memory \
+                        else float('nan')
+                    row = dict(section='step', scale=scale_name, pool=aggr,
+                               sizes=dist, impl=impl, ms=sec * 1e3,
+                               melem_per_s=n / sec / 1e6, peak_mib=peak,
+                               ratio_to_ours=sec / ours, gemm_ms=gemm * 1e3,
+                               ratio_to_gemm=sec / gemm, rows=n,
+                               max_over_mean=float(sizes.max() /
+                                                   sizes.float().mean()))
+                    rows.append(row)
+                    mine = impl == 'ours'
+                    print(f"{aggr:5} {dist:9} {impl:14} {sec * 1e3:9.2f} "
+                          f"{row['melem_per_s']:8.2f} {peak:9.1f} "
+                          f"{row['ratio_to_ours']:7.2f} "
+                          f"{gemm * 1e3 if mine else float('nan'):8.2f} "
+                          f"{sec / gemm if mine else float('nan'):7.2f}")
 
 
 def bench_pooling(args, rows: List[Dict]) -> None:
@@ -320,7 +372,7 @@ def bench_pooling(args, rows: List[Dict]) -> None:
         return run
 
     impls = {
-        'ours (ptr)': lambda r: lambda t: segment_pool(t, batch, ptr,
+        'ours (ptr)': lambda r: lambda t: segment_pool(t, None, ptr,
                                                        num_sets, r),
         'ours (index)': lambda r: lambda t: segment_pool(t, batch, None,
                                                          num_sets, r),
@@ -388,6 +440,14 @@ def main(argv=None) -> List[Dict]:
     parser.add_argument('--json', help='write all rows to this file')
     parser.add_argument('--no-memory', dest='memory', action='store_false')
     parser.add_argument('--sections', default='step,pool,equivariant')
+    parser.add_argument('--scales', default=None,
+                        help='comma-separated training-step scales among '
+                        f"{', '.join(s for s in SCALES if s != 'quick')} "
+                        '(default: default,gnn; large needs a GPU)')
+    parser.add_argument('--no-compile', dest='compile', action='store_false',
+                        help='skip the torch.compile contenders')
+    parser.add_argument('--compile-backend', default='inductor',
+                        help='torch.compile backend (default: inductor)')
     parser.add_argument(
         '--allocator', choices=('glibc', 'tuned'), default='glibc',
         help="'tuned' runs tune_cpu_allocator() first: glibc keeps large "
@@ -404,11 +464,16 @@ def main(argv=None) -> List[Dict]:
                             'cpu'))
         return []
     if args.quick:
-        args.sets, args.mean, args.repeat = 8, 6, 2
+        args.scales, args.repeat = args.scales or 'quick', 2
         args.pool_rows, args.pool_channels, args.pool_sets = 400, 8, 16
     else:
-        args.sets, args.mean, args.repeat = 256, 200, 7
+        args.scales, args.repeat = args.scales or 'default,gnn', 7
         args.pool_rows, args.pool_channels, args.pool_sets = 65536, 128, 1024
+    args.scales = args.scales.split(',')
+    unknown = [s for s in args.scales if s not in SCALES]
+    if unknown:
+        parser.error(f"unknown scale(s) {unknown}; choose from "
+                     f"{', '.join(SCALES)}")
 
     print(f'# torch_geometric_deepsets benchmarks, {date.today()}')
     print(f'# {platform.processor() or platform.machine()}, '

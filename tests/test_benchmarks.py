@@ -19,13 +19,16 @@ def bench():
 
 
 def test_quick_run_reports_every_section(bench, tmp_path, capsys):
-    rows = bench.main(['--quick', '--no-memory', '--json',
-                       str(tmp_path / 'out.json')])
+    # The compiled contenders through a backend that compiles in seconds.
+    rows = bench.main(['--quick', '--no-memory', '--compile-backend',
+                       'aot_eager', '--json', str(tmp_path / 'out.json')])
     steps = [r for r in rows if r['section'] == 'step']
     assert {(r['pool'], r['sizes'], r['impl']) for r in steps} == {
         (p, s, i) for p in ('sum', 'mean', 'max')
         for s in ('constant', 'uniform', 'heavy')
-        for i in ('ours', 'pyg', 'padded')}
+        for i in ('ours', 'ours ptr', 'pyg', 'padded')} | {
+        (p, 'constant', i) for p in ('sum', 'mean', 'max')
+        for i in ('ours compiled', 'pyg compiled')}
     assert all(r['ms'] > 0 and math.isfinite(r['ratio_to_gemm'])
                for r in steps)
     assert {r['pool'] for r in rows if r['section'] == 'pool'} == {
@@ -33,6 +36,23 @@ def test_quick_run_reports_every_section(bench, tmp_path, capsys):
     assert len([r for r in rows if r['section'] == 'equivariant']) == 6
     assert (tmp_path / 'out.json').stat().st_size > 0
     assert 'Training step' in capsys.readouterr().out
+
+
+def test_scales_are_checked(bench):
+    with pytest.raises(SystemExit):
+        bench.main(['--quick', '--scales', 'huge'])
+
+
+@pytest.mark.parametrize('impl', ['ours ptr', 'pyg', 'padded'])
+def test_every_contender_computes_what_ours_computes(bench, impl):
+    import torch
+    scale = bench.SCALES['gnn']
+    x, batch, y, sizes = bench.make_data('uniform', 6, 5, 'cpu',
+                                         scale=scale)
+    expected = bench.build('ours', 'mean', x, batch, 6, 'cpu', scale)
+    model, inputs = bench.build(impl, 'mean', x, batch, 6, 'cpu', scale)
+    assert torch.allclose(model(*inputs), expected[0](*expected[1]),
+                          atol=1e-5)
 
 
 def test_heavy_tailed_sizes_and_implementations_agree(bench):
