@@ -47,6 +47,7 @@ from torch_geometric_deepsets._kernels import segment_pool, use_torch_scatter
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from allocator import tune_cpu_allocator  # noqa: E402  (beside this file)
 
+
 class Scale(NamedTuple):
     phi: List[int]
     rho: List[int]
