@@ -118,6 +118,16 @@ def test_empty_set_gives_pygs_value_or_zero(name, layout):
             assert torch.allclose(out[s:s + 1], alone, atol=1e-6)
 
 
+def test_empty_set_in_a_list_of_aggregations_gives_each_ones_value():
+    x = torch.randn(4, 2)
+    index = torch.tensor([0, 0, 2, 2])  # set 1 is empty
+    out = pool(x, index, dim_size=3, aggr=['mul', 'std', 'median'])
+    assert torch.equal(out[1], torch.tensor([1.0, 1.0, 0.0, 0.0, 0.0, 0.0]))
+    assert torch.allclose(out[[0, 2]], torch.cat([
+        pool(x, index, dim_size=3, aggr=a)[[0, 2]]
+        for a in ('mul', 'std', 'median')], dim=-1))
+
+
 def test_quantile_matches_pyg_where_pyg_works():
     aggr = A.MedianAggregation()
     x = torch.randn(7, 3)

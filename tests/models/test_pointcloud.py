@@ -2,6 +2,7 @@ import pytest
 import torch
 from torch import nn
 
+from torch_geometric.utils import scatter
 from torch_geometric_deepsets import (
     DeepSetsEquivariant,
     DeepSetsPointCloud,
@@ -135,10 +136,15 @@ def test_every_parameter_gets_a_gradient_and_reset_changes_them():
 
 def test_concatenating_readout_widens_the_head():
     model = DeepSetsPointCloud(3, 5, hidden_channels=16,
-                               readout=['max', 'mean'])
+                               readout=['max', 'mean']).eval()
     assert model.head[1].in_features == 32
-    assert model(torch.randn(6, 3), torch.tensor([0, 0, 0, 1, 1, 1])).shape \
-        == (2, 5)
+    x, batch = torch.randn(6, 3), torch.tensor([0, 0, 0, 1, 1, 1])
+    h = x
+    for layer in model.encoder.layers:
+        h = torch.tanh(layer(h, batch))
+    pooled = torch.cat([scatter(h, batch, 0, 2, 'max'),
+                        scatter(h, batch, 0, 2, 'mean')], dim=-1)
+    assert torch.allclose(model(x, batch), model.head(pooled), atol=1e-6)
 
 
 def test_elu_variant():
