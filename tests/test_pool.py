@@ -234,8 +234,8 @@ def test_bad_grouping_messages():
         check(torch.zeros(5, 1, dtype=torch.long))
     with pytest.raises(TypeError, match="'dim_size' must be an int"):
         check(torch.zeros(5, dtype=torch.long), dim_size=2.0)
-    with pytest.raises(ValueError, match="all rows form one set"):
-        check(dim_size=3)
+    with pytest.raises(ValueError, match="all rows form set 0"):
+        check(dim_size=0)
     with pytest.raises(ValueError, match=r"feature dimension.*\(5,\).*"
                        r"view\(-1, 1\)"):
         resolve_sets(torch.randn(5))

@@ -123,8 +123,9 @@ def resolve_sets(
     grouping of its rows into sets, and resolves :obj:`(index | ptr,
     dim_size)` once, as PyG's :meth:`Aggregation.__call__` does.
 
-    With neither :obj:`index` nor :obj:`ptr`, all rows form one set (an
-    all-zero :obj:`index` is returned). With :obj:`ptr`, :obj:`index` may
+    With neither :obj:`index` nor :obj:`ptr`, all rows form set 0 (an
+    all-zero :obj:`index` is returned); a larger :obj:`dim_size` adds empty
+    sets after it, as in PyG. With :obj:`ptr`, :obj:`index` may
     stay :obj:`None` (:func:`element_index` builds it where needed).
     :obj:`dim_size`, the number of sets, is always filled in: from
     :obj:`ptr`, else from the largest id in :obj:`index` (a device sync on
@@ -185,10 +186,12 @@ def resolve_sets(
                                  f"[{lo}, {hi}] but 'dim_size' is {dim_size}; "
                                  f"ids must lie in [0, {dim_size - 1}]")
     else:
-        if dim_size is not None and dim_size != 1:
+        if dim_size is None:
+            dim_size = 1
+        elif dim_size == 0 and num_rows > 0:
             raise ValueError(f"Without '{index_name}' or 'ptr' all rows form "
-                             f"one set, but 'dim_size' is {dim_size}")
-        dim_size = 1
+                             f"set 0, but 'dim_size' is 0 and 'x' has "
+                             f"{num_rows} rows")
         index = torch.zeros(num_rows, dtype=torch.long, device=x.device)
     return Sets(index, ptr, dim_size, dim)
 
