@@ -45,3 +45,36 @@ def test_rows_need_set_zero_without_index():
     with pytest.raises(ValueError, match="'dim_size' is 0 .* 5 rows"):
         pool(torch.randn(5, 3), dim_size=0)
     assert pool(torch.randn(0, 3), dim_size=0).shape == (0, 3)
+
+
+@pytest.mark.parametrize('aggr', [
+    A.SumAggregation, A.MeanAggregation, A.MaxAggregation,
+    A.MedianAggregation, A.SoftmaxAggregation, A.StdAggregation,
+])
+def test_pooling_along_the_last_dimension(aggr):
+    # PyG's aggregations reduce along any dimension, the last one included
+    # (its quantile tests reduce a [10, 3] input along dim=1).
+    x = torch.randn(4, 5)
+    index = torch.tensor([0, 1, 0, 2, 1])
+    expected = aggr()(x, index, dim=-1)
+    assert expected.shape == (4, 3)
+    assert torch.allclose(pool(x, index, dim=1, aggr=aggr()), expected)
+    assert torch.allclose(stand_in(aggr())(x, index, dim=-1), expected)
+
+
+def test_pooling_along_the_last_dimension_after_phi():
+    # phi keeps the width here, so the elements along the last dimension
+    # stay where they were; pooling must not move in front of its affine
+    # last layer, which mixes exactly that dimension.
+    phi = torch.nn.Sequential(torch.nn.Identity(), torch.nn.Linear(5, 5))
+    model = DeepSetsInvariant(phi, torch.nn.Identity(), aggr='sum')
+    x = torch.randn(4, 5)
+    index = torch.tensor([0, 1, 0, 2, 1])
+    expected = A.SumAggregation()(phi(x), index, dim=-1)
+    assert torch.allclose(model(x, index, dim=-1), expected, atol=1e-6)
+
+
+def test_a_phi_that_reads_the_features_keeps_them_off_the_set_dimension():
+    model = DeepSetsInvariant(phi=[3, 8], rho=[8, 2])
+    with pytest.raises(ValueError, match="'dim' is 1 but 'x' has shape"):
+        model(torch.randn(4, 3), dim=1)

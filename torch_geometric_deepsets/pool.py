@@ -75,11 +75,12 @@ def _check_integer(name: str, value: Any) -> None:
 
 
 def check_x(x: Any, name: str = 'x', channels: Optional[int] = None,
-            dim: int = -2) -> int:
+            dim: int = -2, any_dim: bool = False) -> int:
     r"""Raises unless :obj:`x` is a tensor of at least two dimensions whose
     last one (the features) has :obj:`channels` entries, where given, and
-    :obj:`dim` a dimension of it other than the last. Returns :obj:`dim` as
-    a non-negative number."""
+    :obj:`dim` a dimension of it, other than the last unless
+    :obj:`any_dim` (pooling alone may run along the last dimension, as
+    PyG's aggregations do). Returns :obj:`dim` as a non-negative number."""
     if not isinstance(x, Tensor):
         raise TypeError(f"'{name}' must be a torch.Tensor "
                         f"(got {type(x).__name__})")
@@ -91,7 +92,8 @@ def check_x(x: Any, name: str = 'x', channels: Optional[int] = None,
                          f"{name}.view(-1, 1)")
     if isinstance(dim, bool) or not isinstance(dim, int):
         raise TypeError(f"'dim' must be an int (got {type(dim).__name__})")
-    if not -x.dim() <= dim < x.dim() or dim % x.dim() == x.dim() - 1:
+    if not -x.dim() <= dim < x.dim() or (not any_dim and
+                                         dim % x.dim() == x.dim() - 1):
         raise ValueError(f"'dim' is {dim} but '{name}' has shape "
                          f"{tuple(x.shape)}: the elements lie along any "
                          f"dimension but the last, which holds the features "
@@ -118,6 +120,7 @@ def resolve_sets(
     dim: int = -2,
     index_name: str = 'batch',
     channels: Optional[int] = None,
+    any_dim: bool = False,
 ) -> Sets:
     r"""The prologue of every layer and model: validates :obj:`x` and the
     grouping of its rows into sets, and resolves :obj:`(index | ptr,
@@ -141,7 +144,7 @@ def resolve_sets(
         ValueError: if sizes or values are inconsistent; the message names the
             argument and the sizes involved.
     """
-    dim = check_x(x, channels=channels, dim=dim)
+    dim = check_x(x, channels=channels, dim=dim, any_dim=any_dim)
     num_rows = x.size(dim)
     if dim_size is not None and (
             isinstance(dim_size, bool)
@@ -408,14 +411,14 @@ def pool(
             (default: :obj:`None`)
         aggr (str or Aggregation or list, optional): The pooling operator.
             (default: :obj:`"sum"`)
-        dim (int, optional): The dimension of the elements.
-            (default: :obj:`-2`)
+        dim (int, optional): The dimension of the elements; any, the last
+            one included, as for PyG's aggregations. (default: :obj:`-2`)
 
     Shapes:
         - **input:** :math:`(*, N, F)`, :math:`(N)` or :math:`(B + 1)`
         - **output:** :math:`(*, B, F')`
     """
-    sets = resolve_sets(x, batch, ptr, dim_size, dim)
+    sets = resolve_sets(x, batch, ptr, dim_size, dim, any_dim=True)
     module = aggr if isinstance(aggr, Aggregation) else resolve_aggr(aggr)
     return apply_aggr(module, x, *sets)
 
@@ -432,6 +435,7 @@ def call_with_sets(module: torch.nn.Module, x: Tensor, before: tuple,
                    dim_size: Optional[int], dim: int, index_name: str,
                    channels: Optional[int] = None,
                    first: Optional[torch.nn.Module] = None,
+                   any_dim: bool = False,
                    **kwargs: Any) -> Tensor:
     r"""The :meth:`__call__` of every layer and model: runs
     :func:`resolve_sets` once (and :func:`check_dtype` against the
@@ -444,7 +448,7 @@ def call_with_sets(module: torch.nn.Module, x: Tensor, before: tuple,
     untouched."""
     if not isinstance(x, torch.fx.Proxy):
         index, ptr, dim_size, dim = resolve_sets(x, index, ptr, dim_size, dim,
-                                                 index_name, channels)
+                                                 index_name, channels, any_dim)
         if first is not None:
             check_dtype(x, first)
     return torch.nn.Module.__call__(module, x, *before, index, ptr=ptr,

@@ -267,9 +267,11 @@ def phi_pool(phi: torch.nn.Module, aggr: Aggregation, x: Tensor,
     affine (see :func:`affine_last`), pools before that layer and applies
     it to the :math:`B` pooled rows instead of the :math:`N` elements
     (:func:`~torch_geometric_deepsets._kernels.pool_affine`): exact in
-    arithmetic, an :math:`N/B`-fold saving on that layer.
+    arithmetic, an :math:`N/B`-fold saving on that layer (unless the
+    elements lie along the last dimension).
     """
-    reduce = fused_reduce(phi, aggr)
+    # Along the last dimension the affine layer would mix the elements.
+    reduce = fused_reduce(phi, aggr) if dim < x.dim() - 1 else None
     if reduce is None:
         h = run(phi, x, index, ptr, dim_size, dim)
         return apply_aggr(aggr, h, index, ptr, dim_size, dim)
