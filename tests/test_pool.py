@@ -108,7 +108,7 @@ def test_empty_set_gives_pygs_value_or_zero(name, layout):
     index = torch.tensor(index)
     empty = {'leading': 0, 'middle': 1, 'trailing': 2}[layout]
     out = pool(x, index, dim_size=3, aggr=aggr)
-    value = PYG_EMPTY.get(name, 0.0)  # quantiles fail in PyG: 0
+    value = PYG_EMPTY.get(name, 0.0)  # quantiles: their fill_value, 0
     assert torch.equal(out[empty], torch.full_like(out[empty], value))
     if name in PYG_EMPTY:
         assert torch.equal(out, aggr(x, index, dim_size=3))

@@ -78,3 +78,48 @@ def test_a_phi_that_reads_the_features_keeps_them_off_the_set_dimension():
     model = DeepSetsInvariant(phi=[3, 8], rho=[8, 2])
     with pytest.raises(ValueError, match="'dim' is 1 but 'x' has shape"):
         model(torch.randn(4, 3), dim=1)
+
+
+@pytest.mark.parametrize('layout', ['leading', 'middle', 'trailing'])
+@pytest.mark.parametrize('q', [0.5, [0.25, 0.75]])
+def test_quantile_empty_sets_take_the_fill_value(layout, q):
+    # PyG gives an empty set the fill_value (its quantile tests pad with
+    # 10.0), except that it fails on an empty set before the first
+    # non-empty one; that set gets the fill_value too, so a set's result
+    # never depends on where it stands in the batch.
+    aggr = A.QuantileAggregation(q, fill_value=10.0)
+    x = torch.randn(5, 3)
+    index = {'leading': [1, 1, 2, 2, 2], 'middle': [0, 0, 2, 2, 2],
+             'trailing': [0, 0, 1, 1, 1]}[layout]
+    index = torch.tensor(index)
+    empty = {'leading': 0, 'middle': 1, 'trailing': 2}[layout]
+    out = pool(x, index, dim_size=3, aggr=aggr)
+    assert torch.equal(out[empty], torch.full_like(out[empty], 10.0))
+    for s in range(3):
+        if s != empty:
+            assert torch.equal(out[s:s + 1], pool(x[index == s], aggr=aggr))
+    if layout != 'leading':
+        assert torch.equal(out, aggr(x, index, dim_size=3))
+    assert torch.equal(stand_in(aggr)(x, index, dim_size=3), out)
+
+
+def test_quantile_after_fewer_than_two_rows_gives_the_fill_value():
+    # PyG fails on these too.
+    aggr = A.QuantileAggregation([0.25, 0.75], fill_value=-1.0)
+    out = pool(torch.randn(0, 3), torch.zeros(0, dtype=torch.long),
+               dim_size=2, aggr=aggr)
+    assert torch.equal(out, torch.full((2, 6), -1.0))
+    x = torch.randn(1, 3)
+    out = pool(x, torch.zeros(1, dtype=torch.long), dim_size=2, aggr=aggr)
+    assert torch.equal(out[0], x[0].repeat(2))
+    assert torch.equal(out[1], torch.full((6, ), -1.0))
+
+
+def test_quantile_along_the_last_dimension_pads_with_the_fill_value():
+    aggr = A.QuantileAggregation(0.5, fill_value=10.0)
+    x = torch.randn(4, 3)
+    index = torch.zeros(3, dtype=torch.long)
+    expected = aggr(x, index, dim=1, dim_size=5)
+    assert torch.equal(expected[:, 1:], torch.full((4, 4), 10.0))
+    assert torch.equal(pool(x, index, dim_size=5, dim=1, aggr=aggr),
+                       expected)

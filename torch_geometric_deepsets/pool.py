@@ -38,7 +38,6 @@ from torch_geometric_deepsets._kernels import (
     host_path,
     ptr_to_index,
     segment_pool,
-    set_counts,
 )
 
 AggrType = Union[str, List[str], Aggregation, List[Aggregation], None]
@@ -330,10 +329,10 @@ def apply_aggr(aggr: Aggregation, x: Tensor, index: Optional[Tensor],
     Gives what PyG's aggregation gives, empty sets included, with two
     additions: rows need not be grouped by set for the aggregations that pad
     sets densely (:data:`SORTED_INPUT`; they are stably sorted first), and
-    where PyG fails on empty sets the result is 0 (quantiles, including the
-    median, fail after an empty set and are run on the non-empty sets only,
-    which reads set sizes back to the host; padding aggregations fail on
-    input without rows). Sum, mean and max run through
+    where PyG fails on empty sets the result is the value PyG gives other
+    empty sets (quantiles, including the median: their :obj:`fill_value`),
+    else 0 (padding aggregations fail on input without rows). Sum, mean and
+    max run through
     :func:`~torch_geometric_deepsets._kernels.segment_pool`.
     """
     reduce = _FAST_REDUCE.get(type(aggr))
@@ -345,10 +344,10 @@ def apply_aggr(aggr: Aggregation, x: Tensor, index: Optional[Tensor],
         # The order of rows inside a set does not matter to these.
         index, perm = torch.sort(index, stable=True)
         x = x.index_select(dim, perm)
+    if isinstance(aggr, QuantileAggregation):
+        return _quantile(aggr, x, index, dim_size, dim)
     if x.size(dim) == 0:
         return _without_rows(aggr, x, index, ptr, dim_size, dim)
-    if isinstance(aggr, QuantileAggregation):
-        return _on_nonempty_sets(aggr, x, index, dim_size, dim)
     return aggr(x, index, ptr=ptr, dim_size=dim_size, dim=dim)
 
 
@@ -367,20 +366,22 @@ def _without_rows(aggr: Aggregation, x: Tensor, index: Tensor,
         return one.new_zeros(shape)
 
 
-def _on_nonempty_sets(aggr: Aggregation, x: Tensor, index: Tensor,
-                      dim_size: int, dim: int) -> Tensor:
-    counts = set_counts(index, None, dim_size)
-    ids = (counts > 0).nonzero().view(-1)
-    if ids.numel() == dim_size:
-        return aggr(x, index, dim_size=dim_size, dim=dim)
-    remap = torch.full((dim_size, ), -1, dtype=index.dtype,
-                       device=index.device)
-    remap[ids] = torch.arange(ids.numel(), dtype=index.dtype,
-                              device=index.device)
-    out = aggr(x, remap[index], dim_size=ids.numel(), dim=dim)
-    shape = list(out.shape)
-    shape[dim] = dim_size
-    return out.new_zeros(shape).index_copy(dim, ids, out)
+def _quantile(aggr: QuantileAggregation, x: Tensor, index: Tensor,
+              dim_size: int, dim: int) -> Tensor:
+    r"""PyG's quantiles with its :obj:`fill_value` for every empty set.
+
+    PyG gives an empty set its :obj:`fill_value`, but indexes out of range
+    for an empty set before the first row, and for one after the last row
+    when there are fewer than two rows. One extra set of two rows, put in
+    front and dropped again, rules out both and reads no value back to the
+    host (PyG's quantile itself still counts the sets with
+    :func:`torch.bincount`)."""
+    shape = list(x.shape)
+    shape[dim] = 2
+    x = torch.cat([x.new_zeros(shape), x], dim)
+    index = torch.cat([index.new_zeros(2), index + 1])
+    out = aggr(x, index, dim_size=dim_size + 1, dim=dim)
+    return out.narrow(dim, 1, dim_size)
 
 
 def pool(
