@@ -40,10 +40,10 @@ MUTATIONS = {
     # Another empty-set value for the aggregations beyond sum/mean/max.
     'empty_sets_zeroed': (
         'pool.py',
-        'dim_size, dim)\n'
-        '    return aggr(x, index, ptr=ptr, dim_size=dim_size, dim=dim)\n',
-        'dim_size, dim)\n'
-        '    out = aggr(x, index, ptr=ptr, dim_size=dim_size, dim=dim)\n'
+        '    return aggr(x, index, ptr=ptr, dim_size=dim_size, dim=dim, '
+        '**kwargs)\n',
+        '    out = aggr(x, index, ptr=ptr, dim_size=dim_size, dim=dim, '
+        '**kwargs)\n'
         '    return out * (torch.bincount(index, minlength=dim_size) > 0)'
         '.view(-1, 1)\n',
         ['tests/test_pool.py', '-k', 'empty_set']),

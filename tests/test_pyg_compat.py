@@ -123,3 +123,21 @@ def test_quantile_along_the_last_dimension_pads_with_the_fill_value():
     assert torch.equal(expected[:, 1:], torch.full((4, 4), 10.0))
     assert torch.equal(pool(x, index, dim_size=5, dim=1, aggr=aggr),
                        expected)
+
+
+@pytest.mark.parametrize('aggr', [
+    lambda: A.LSTMAggregation(3, 4),
+    lambda: A.SortAggregation(k=3),
+    lambda: A.GRUAggregation(3, 4),
+])
+def test_max_num_elements_reaches_the_aggregation(aggr):
+    # PyG's padding aggregations keep the first max_num_elements rows of
+    # each set when it is given to the call.
+    torch.manual_seed(0)
+    pyg = aggr()
+    x = torch.randn(6, 3)
+    index = torch.tensor([0, 0, 0, 0, 1, 1])
+    expected = pyg(x, index, max_num_elements=2)
+    assert not torch.allclose(expected, pyg(x, index))
+    out = stand_in(pyg)(x, index, max_num_elements=2)
+    assert torch.allclose(out, expected, atol=1e-6)

@@ -322,9 +322,12 @@ def _needs_sorted_rows(aggr: Aggregation) -> bool:
 
 
 def apply_aggr(aggr: Aggregation, x: Tensor, index: Optional[Tensor],
-               ptr: Optional[Tensor], dim_size: int, dim: int) -> Tensor:
+               ptr: Optional[Tensor], dim_size: int, dim: int,
+               max_num_elements: Optional[int] = None) -> Tensor:
     r"""Runs :obj:`aggr` on input that :func:`resolve_sets` validated
-    (:obj:`dim` non-negative).
+    (:obj:`dim` non-negative); :obj:`max_num_elements`, where given, goes to
+    :obj:`aggr` as to PyG's aggregations that pad sets (sum, mean and max
+    ignore it).
 
     Gives what PyG's aggregation gives, empty sets included, with two
     additions: rows need not be grouped by set for the aggregations that pad
@@ -348,7 +351,10 @@ def apply_aggr(aggr: Aggregation, x: Tensor, index: Optional[Tensor],
         return _quantile(aggr, x, index, dim_size, dim)
     if x.size(dim) == 0:
         return _without_rows(aggr, x, index, ptr, dim_size, dim)
-    return aggr(x, index, ptr=ptr, dim_size=dim_size, dim=dim)
+    # Only PyG's padding aggregations take the argument.
+    kwargs = {} if max_num_elements is None else {
+        'max_num_elements': max_num_elements}
+    return aggr(x, index, ptr=ptr, dim_size=dim_size, dim=dim, **kwargs)
 
 
 def _without_rows(aggr: Aggregation, x: Tensor, index: Tensor,

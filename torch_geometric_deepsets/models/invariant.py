@@ -134,12 +134,14 @@ class DeepSetsInvariant(Aggregation):
             dim (int, optional): The dimension of the elements; the last
                 one only where :math:`\phi` has no known input width.
                 (default: :obj:`-2`)
-            max_num_elements (int, optional): Accepted for PyG's
-                :class:`~torch_geometric.nn.aggr.Aggregation` interface;
-                unused. (default: :obj:`None`)
+            max_num_elements (int, optional): The most elements of a set
+                that aggregations which pad sets (e.g. :obj:`"lstm"`,
+                :obj:`"sort"`) take, as in PyG's
+                :class:`~torch_geometric.nn.aggr.Aggregation`.
+                (default: :obj:`None`)
         """
         out = phi_pool(self.phi, self.aggr_module, x, index, ptr, dim_size,
-                       dim)
+                       dim, max_num_elements)
         check_rho_input(self.rho, out.size(-1), self.aggr_module)
         # rho runs on set-level rows: normalisations see them as one batch.
         return self.rho(out)
