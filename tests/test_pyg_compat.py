@@ -141,3 +141,19 @@ def test_max_num_elements_reaches_the_aggregation(aggr):
     assert not torch.allclose(expected, pyg(x, index))
     out = stand_in(pyg)(x, index, max_num_elements=2)
     assert torch.allclose(out, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize('aggr', ['softmax', 'std', 'min'])
+def test_ptr_along_any_dimension_without_torch_scatter(aggr, monkeypatch):
+    # PyG reduces over ptr along a dimension other than the first only
+    # with torch-scatter (an optional package); the set id of every row
+    # gives the same result without it.
+    import torch_geometric.typing
+    monkeypatch.setattr(torch_geometric.typing, 'WITH_TORCH_SCATTER', False)
+    x = torch.randn(2, 6, 3)
+    ptr = torch.tensor([0, 2, 5, 5, 6])
+    expected = pool(x, torch.tensor([0, 0, 1, 1, 1, 3]), dim_size=4,
+                    aggr=aggr)
+    assert torch.allclose(pool(x, ptr=ptr, aggr=aggr), expected, atol=1e-6)
+    assert torch.allclose(pool(x.transpose(0, 1), ptr=ptr, aggr=aggr, dim=0),
+                          expected.transpose(0, 1), atol=1e-6)

@@ -38,6 +38,7 @@ from torch_geometric_deepsets._kernels import (
     host_path,
     ptr_to_index,
     segment_pool,
+    use_torch_scatter,
 )
 
 AggrType = Union[str, List[str], Aggregation, List[Aggregation], None]
@@ -347,6 +348,10 @@ def apply_aggr(aggr: Aggregation, x: Tensor, index: Optional[Tensor],
         # The order of rows inside a set does not matter to these.
         index, perm = torch.sort(index, stable=True)
         x = x.index_select(dim, perm)
+    if dim > 0 and not use_torch_scatter():
+        # PyG reduces over ptr along a dimension other than the first only
+        # with torch-scatter; the set ids serve every aggregation alike.
+        ptr = None
     if isinstance(aggr, QuantileAggregation):
         return _quantile(aggr, x, index, dim_size, dim)
     if x.size(dim) == 0:
