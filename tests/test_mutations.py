@@ -40,10 +40,12 @@ MUTATIONS = {
     # Another empty-set value for the aggregations beyond sum/mean/max.
     'empty_sets_zeroed': (
         'pool.py',
-        '_on_nonempty_sets(aggr, x, index, dim_size, dim)\n'
-        '    return aggr(x, index, ptr=ptr, dim_size=dim_size, dim=dim)\n',
-        '_on_nonempty_sets(aggr, x, index, dim_size, dim)\n'
-        '    return _on_nonempty_sets(aggr, x, index, dim_size, dim)\n',
+        '    return aggr(x, index, ptr=ptr, dim_size=dim_size, dim=dim, '
+        '**kwargs)\n',
+        '    out = aggr(x, index, ptr=ptr, dim_size=dim_size, dim=dim, '
+        '**kwargs)\n'
+        '    return out * (torch.bincount(index, minlength=dim_size) > 0)'
+        '.view(-1, 1)\n',
         ['tests/test_pool.py', '-k', 'empty_set']),
     # No sorting for the aggregations that pad sets densely.
     'no_sort_for_padding_aggregations': (

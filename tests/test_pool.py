@@ -108,7 +108,7 @@ def test_empty_set_gives_pygs_value_or_zero(name, layout):
     index = torch.tensor(index)
     empty = {'leading': 0, 'middle': 1, 'trailing': 2}[layout]
     out = pool(x, index, dim_size=3, aggr=aggr)
-    value = PYG_EMPTY.get(name, 0.0)  # quantiles fail in PyG: 0
+    value = PYG_EMPTY.get(name, 0.0)  # quantiles: their fill_value, 0
     assert torch.equal(out[empty], torch.full_like(out[empty], value))
     if name in PYG_EMPTY:
         assert torch.equal(out, aggr(x, index, dim_size=3))
@@ -234,8 +234,8 @@ def test_bad_grouping_messages():
         check(torch.zeros(5, 1, dtype=torch.long))
     with pytest.raises(TypeError, match="'dim_size' must be an int"):
         check(torch.zeros(5, dtype=torch.long), dim_size=2.0)
-    with pytest.raises(ValueError, match="all rows form one set"):
-        check(dim_size=3)
+    with pytest.raises(ValueError, match="all rows form set 0"):
+        check(dim_size=0)
     with pytest.raises(ValueError, match=r"feature dimension.*\(5,\).*"
                        r"view\(-1, 1\)"):
         resolve_sets(torch.randn(5))

@@ -38,7 +38,7 @@ from torch_geometric_deepsets._kernels import (
     host_path,
     ptr_to_index,
     segment_pool,
-    set_counts,
+    use_torch_scatter,
 )
 
 AggrType = Union[str, List[str], Aggregation, List[Aggregation], None]
@@ -75,11 +75,12 @@ def _check_integer(name: str, value: Any) -> None:
 
 
 def check_x(x: Any, name: str = 'x', channels: Optional[int] = None,
-            dim: int = -2) -> int:
+            dim: int = -2, any_dim: bool = False) -> int:
     r"""Raises unless :obj:`x` is a tensor of at least two dimensions whose
     last one (the features) has :obj:`channels` entries, where given, and
-    :obj:`dim` a dimension of it other than the last. Returns :obj:`dim` as
-    a non-negative number."""
+    :obj:`dim` a dimension of it, other than the last unless
+    :obj:`any_dim` (pooling alone may run along the last dimension, as
+    PyG's aggregations do). Returns :obj:`dim` as a non-negative number."""
     if not isinstance(x, Tensor):
         raise TypeError(f"'{name}' must be a torch.Tensor "
                         f"(got {type(x).__name__})")
@@ -91,7 +92,8 @@ def check_x(x: Any, name: str = 'x', channels: Optional[int] = None,
                          f"{name}.view(-1, 1)")
     if isinstance(dim, bool) or not isinstance(dim, int):
         raise TypeError(f"'dim' must be an int (got {type(dim).__name__})")
-    if not -x.dim() <= dim < x.dim() or dim % x.dim() == x.dim() - 1:
+    if not -x.dim() <= dim < x.dim() or (not any_dim and
+                                         dim % x.dim() == x.dim() - 1):
         raise ValueError(f"'dim' is {dim} but '{name}' has shape "
                          f"{tuple(x.shape)}: the elements lie along any "
                          f"dimension but the last, which holds the features "
@@ -118,13 +120,15 @@ def resolve_sets(
     dim: int = -2,
     index_name: str = 'batch',
     channels: Optional[int] = None,
+    any_dim: bool = False,
 ) -> Sets:
     r"""The prologue of every layer and model: validates :obj:`x` and the
     grouping of its rows into sets, and resolves :obj:`(index | ptr,
     dim_size)` once, as PyG's :meth:`Aggregation.__call__` does.
 
-    With neither :obj:`index` nor :obj:`ptr`, all rows form one set (an
-    all-zero :obj:`index` is returned). With :obj:`ptr`, :obj:`index` may
+    With neither :obj:`index` nor :obj:`ptr`, all rows form set 0 (an
+    all-zero :obj:`index` is returned); a larger :obj:`dim_size` adds empty
+    sets after it, as in PyG. With :obj:`ptr`, :obj:`index` may
     stay :obj:`None` (:func:`element_index` builds it where needed).
     :obj:`dim_size`, the number of sets, is always filled in: from
     :obj:`ptr`, else from the largest id in :obj:`index` (a device sync on
@@ -140,7 +144,7 @@ def resolve_sets(
         ValueError: if sizes or values are inconsistent; the message names the
             argument and the sizes involved.
     """
-    dim = check_x(x, channels=channels, dim=dim)
+    dim = check_x(x, channels=channels, dim=dim, any_dim=any_dim)
     num_rows = x.size(dim)
     if dim_size is not None and (
             isinstance(dim_size, bool)
@@ -185,10 +189,12 @@ def resolve_sets(
                                  f"[{lo}, {hi}] but 'dim_size' is {dim_size}; "
                                  f"ids must lie in [0, {dim_size - 1}]")
     else:
-        if dim_size is not None and dim_size != 1:
+        if dim_size is None:
+            dim_size = 1
+        elif dim_size == 0 and num_rows > 0:
             raise ValueError(f"Without '{index_name}' or 'ptr' all rows form "
-                             f"one set, but 'dim_size' is {dim_size}")
-        dim_size = 1
+                             f"set 0, but 'dim_size' is 0 and 'x' has "
+                             f"{num_rows} rows")
         index = torch.zeros(num_rows, dtype=torch.long, device=x.device)
     return Sets(index, ptr, dim_size, dim)
 
@@ -317,17 +323,20 @@ def _needs_sorted_rows(aggr: Aggregation) -> bool:
 
 
 def apply_aggr(aggr: Aggregation, x: Tensor, index: Optional[Tensor],
-               ptr: Optional[Tensor], dim_size: int, dim: int) -> Tensor:
+               ptr: Optional[Tensor], dim_size: int, dim: int,
+               max_num_elements: Optional[int] = None) -> Tensor:
     r"""Runs :obj:`aggr` on input that :func:`resolve_sets` validated
-    (:obj:`dim` non-negative).
+    (:obj:`dim` non-negative); :obj:`max_num_elements`, where given, goes to
+    :obj:`aggr` as to PyG's aggregations that pad sets (sum, mean and max
+    ignore it).
 
     Gives what PyG's aggregation gives, empty sets included, with two
     additions: rows need not be grouped by set for the aggregations that pad
     sets densely (:data:`SORTED_INPUT`; they are stably sorted first), and
-    where PyG fails on empty sets the result is 0 (quantiles, including the
-    median, fail after an empty set and are run on the non-empty sets only,
-    which reads set sizes back to the host; padding aggregations fail on
-    input without rows). Sum, mean and max run through
+    where PyG fails on empty sets the result is the value PyG gives other
+    empty sets (quantiles, including the median: their :obj:`fill_value`),
+    else 0 (padding aggregations fail on input without rows). Sum, mean and
+    max run through
     :func:`~torch_geometric_deepsets._kernels.segment_pool`.
     """
     reduce = _FAST_REDUCE.get(type(aggr))
@@ -339,11 +348,18 @@ def apply_aggr(aggr: Aggregation, x: Tensor, index: Optional[Tensor],
         # The order of rows inside a set does not matter to these.
         index, perm = torch.sort(index, stable=True)
         x = x.index_select(dim, perm)
+    if dim > 0 and not use_torch_scatter():
+        # PyG reduces over ptr along a dimension other than the first only
+        # with torch-scatter; the set ids serve every aggregation alike.
+        ptr = None
+    if isinstance(aggr, QuantileAggregation):
+        return _quantile(aggr, x, index, dim_size, dim)
     if x.size(dim) == 0:
         return _without_rows(aggr, x, index, ptr, dim_size, dim)
-    if isinstance(aggr, QuantileAggregation):
-        return _on_nonempty_sets(aggr, x, index, dim_size, dim)
-    return aggr(x, index, ptr=ptr, dim_size=dim_size, dim=dim)
+    # Only PyG's padding aggregations take the argument.
+    kwargs = {} if max_num_elements is None else {
+        'max_num_elements': max_num_elements}
+    return aggr(x, index, ptr=ptr, dim_size=dim_size, dim=dim, **kwargs)
 
 
 def _without_rows(aggr: Aggregation, x: Tensor, index: Tensor,
@@ -361,20 +377,22 @@ def _without_rows(aggr: Aggregation, x: Tensor, index: Tensor,
         return one.new_zeros(shape)
 
 
-def _on_nonempty_sets(aggr: Aggregation, x: Tensor, index: Tensor,
-                      dim_size: int, dim: int) -> Tensor:
-    counts = set_counts(index, None, dim_size)
-    ids = (counts > 0).nonzero().view(-1)
-    if ids.numel() == dim_size:
-        return aggr(x, index, dim_size=dim_size, dim=dim)
-    remap = torch.full((dim_size, ), -1, dtype=index.dtype,
-                       device=index.device)
-    remap[ids] = torch.arange(ids.numel(), dtype=index.dtype,
-                              device=index.device)
-    out = aggr(x, remap[index], dim_size=ids.numel(), dim=dim)
-    shape = list(out.shape)
-    shape[dim] = dim_size
-    return out.new_zeros(shape).index_copy(dim, ids, out)
+def _quantile(aggr: QuantileAggregation, x: Tensor, index: Tensor,
+              dim_size: int, dim: int) -> Tensor:
+    r"""PyG's quantiles with its :obj:`fill_value` for every empty set.
+
+    PyG gives an empty set its :obj:`fill_value`, but indexes out of range
+    for an empty set before the first row, and for one after the last row
+    when there are fewer than two rows. One extra set of two rows, put in
+    front and dropped again, rules out both and reads no value back to the
+    host (PyG's quantile itself still counts the sets with
+    :func:`torch.bincount`)."""
+    shape = list(x.shape)
+    shape[dim] = 2
+    x = torch.cat([x.new_zeros(shape), x], dim)
+    index = torch.cat([index.new_zeros(2), index + 1])
+    out = aggr(x, index, dim_size=dim_size + 1, dim=dim)
+    return out.narrow(dim, 1, dim_size)
 
 
 def pool(
@@ -405,14 +423,14 @@ def pool(
             (default: :obj:`None`)
         aggr (str or Aggregation or list, optional): The pooling operator.
             (default: :obj:`"sum"`)
-        dim (int, optional): The dimension of the elements.
-            (default: :obj:`-2`)
+        dim (int, optional): The dimension of the elements; any, the last
+            one included, as for PyG's aggregations. (default: :obj:`-2`)
 
     Shapes:
         - **input:** :math:`(*, N, F)`, :math:`(N)` or :math:`(B + 1)`
         - **output:** :math:`(*, B, F')`
     """
-    sets = resolve_sets(x, batch, ptr, dim_size, dim)
+    sets = resolve_sets(x, batch, ptr, dim_size, dim, any_dim=True)
     module = aggr if isinstance(aggr, Aggregation) else resolve_aggr(aggr)
     return apply_aggr(module, x, *sets)
 
@@ -429,6 +447,7 @@ def call_with_sets(module: torch.nn.Module, x: Tensor, before: tuple,
                    dim_size: Optional[int], dim: int, index_name: str,
                    channels: Optional[int] = None,
                    first: Optional[torch.nn.Module] = None,
+                   any_dim: bool = False,
                    **kwargs: Any) -> Tensor:
     r"""The :meth:`__call__` of every layer and model: runs
     :func:`resolve_sets` once (and :func:`check_dtype` against the
@@ -441,7 +460,7 @@ def call_with_sets(module: torch.nn.Module, x: Tensor, before: tuple,
     untouched."""
     if not isinstance(x, torch.fx.Proxy):
         index, ptr, dim_size, dim = resolve_sets(x, index, ptr, dim_size, dim,
-                                                 index_name, channels)
+                                                 index_name, channels, any_dim)
         if first is not None:
             check_dtype(x, first)
     return torch.nn.Module.__call__(module, x, *before, index, ptr=ptr,

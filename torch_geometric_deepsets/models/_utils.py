@@ -259,20 +259,24 @@ def fused_reduce(phi: torch.nn.Module, aggr: Aggregation) -> Optional[str]:
 
 def phi_pool(phi: torch.nn.Module, aggr: Aggregation, x: Tensor,
              index: Optional[Tensor], ptr: Optional[Tensor], dim_size: int,
-             dim: int) -> Tensor:
+             dim: int, max_num_elements: Optional[int] = None) -> Tensor:
     r""":math:`\bigoplus_{i \in s} \phi(\mathbf{x}_i)` for every set
-    :math:`s`.
+    :math:`s` (:obj:`max_num_elements` as in
+    :func:`~torch_geometric_deepsets.pool.apply_aggr`).
 
     For sum and mean pooling after a :math:`\phi` whose last layer is
     affine (see :func:`affine_last`), pools before that layer and applies
     it to the :math:`B` pooled rows instead of the :math:`N` elements
     (:func:`~torch_geometric_deepsets._kernels.pool_affine`): exact in
-    arithmetic, an :math:`N/B`-fold saving on that layer.
+    arithmetic, an :math:`N/B`-fold saving on that layer (unless the
+    elements lie along the last dimension).
     """
-    reduce = fused_reduce(phi, aggr)
+    # Along the last dimension the affine layer would mix the elements.
+    reduce = fused_reduce(phi, aggr) if dim < x.dim() - 1 else None
     if reduce is None:
         h = run(phi, x, index, ptr, dim_size, dim)
-        return apply_aggr(aggr, h, index, ptr, dim_size, dim)
+        return apply_aggr(aggr, h, index, ptr, dim_size, dim,
+                          max_num_elements)
     lin = affine_last(phi)
     assert lin is not None
     h = _hidden(phi, x, index, ptr, dim_size, dim)

@@ -105,8 +105,12 @@ class DeepSetsInvariant(Aggregation):
     def __call__(self, x: Tensor, index: Optional[Tensor] = None,
                  ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
                  dim: int = -2, **kwargs: Any) -> Tensor:
+        # Without a known input width phi is not known to read the last
+        # dimension as features, so it may hold the elements, as PyG's
+        # aggregations allow.
         return call_with_sets(self, x, (), index, ptr, dim_size, dim,
-                              'index', self.in_channels, self.phi, **kwargs)
+                              'index', self.in_channels, self.phi,
+                              any_dim=self.in_channels is None, **kwargs)
 
     def forward(
         self,
@@ -127,14 +131,17 @@ class DeepSetsInvariant(Aggregation):
                 alternative to :obj:`index`. (default: :obj:`None`)
             dim_size (int, optional): Number of sets :math:`B`.
                 (default: :obj:`None`)
-            dim (int, optional): The dimension of the elements.
+            dim (int, optional): The dimension of the elements; the last
+                one only where :math:`\phi` has no known input width.
                 (default: :obj:`-2`)
-            max_num_elements (int, optional): Accepted for PyG's
-                :class:`~torch_geometric.nn.aggr.Aggregation` interface;
-                unused. (default: :obj:`None`)
+            max_num_elements (int, optional): The most elements of a set
+                that aggregations which pad sets (e.g. :obj:`"lstm"`,
+                :obj:`"sort"`) take, as in PyG's
+                :class:`~torch_geometric.nn.aggr.Aggregation`.
+                (default: :obj:`None`)
         """
         out = phi_pool(self.phi, self.aggr_module, x, index, ptr, dim_size,
-                       dim)
+                       dim, max_num_elements)
         check_rho_input(self.rho, out.size(-1), self.aggr_module)
         # rho runs on set-level rows: normalisations see them as one batch.
         return self.rho(out)
