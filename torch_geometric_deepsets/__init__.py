@@ -38,3 +38,8 @@ __all__ += ['DeepSetsPointCloud', 'ToSet', 'RandomAxisScale']
 from torch_geometric_deepsets import datasets  # noqa: E402
 
 __all__ += ['datasets']
+
+# Variants from later work: DeepSets++, FSPool, Janossy pooling.
+from torch_geometric_deepsets.aggr import FSPool  # noqa: E402
+
+__all__ += ['FSPool']
