@@ -41,5 +41,9 @@ __all__ += ['datasets']
 
 # Variants from later work: DeepSets++, FSPool, Janossy pooling.
 from torch_geometric_deepsets.aggr import FSPool  # noqa: E402
+from torch_geometric_deepsets.models import (  # noqa: E402
+    DeepSetsPlusPlus,
+    EquivariantResidualBlock,
+)
 
-__all__ += ['FSPool']
+__all__ += ['FSPool', 'DeepSetsPlusPlus', 'EquivariantResidualBlock']
