@@ -44,6 +44,9 @@ from torch_geometric_deepsets.aggr import FSPool  # noqa: E402
 from torch_geometric_deepsets.models import (  # noqa: E402
     DeepSetsPlusPlus,
     EquivariantResidualBlock,
+    JanossyPiSGD,
+    JanossyPooling,
 )
 
-__all__ += ['FSPool', 'DeepSetsPlusPlus', 'EquivariantResidualBlock']
+__all__ += ['FSPool', 'DeepSetsPlusPlus', 'EquivariantResidualBlock',
+            'JanossyPooling', 'JanossyPiSGD']

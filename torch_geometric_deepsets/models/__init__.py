@@ -10,5 +10,10 @@ from torch_geometric_deepsets.models.deepsets_pp import (  # noqa: E402
     DeepSetsPlusPlus,
     EquivariantResidualBlock,
 )
+from torch_geometric_deepsets.models.janossy import (  # noqa: E402
+    JanossyPiSGD,
+    JanossyPooling,
+)
 
-__all__ += ['DeepSetsPlusPlus', 'EquivariantResidualBlock']
+__all__ += ['DeepSetsPlusPlus', 'EquivariantResidualBlock', 'JanossyPooling',
+            'JanossyPiSGD']
