@@ -36,7 +36,7 @@ def _check_int(name: str, value: Any, minimum: int,
     return value
 
 
-def _tuple_widths(phi: torch.nn.Module, k: int,
+def _element_width(phi: torch.nn.Module, k: int,
                   spec: ModuleSpec) -> Optional[int]:
     r"""The element width that :math:`\phi`'s input of :math:`k` elements
     implies, or :obj:`None` where the module does not tell."""
@@ -62,7 +62,7 @@ def _build_phi_rho(obj: torch.nn.Module, phi: ModuleSpec, rho: ModuleSpec,
     obj.phi = build_mlp(phi, 'phi', act, None, dropout, extra)
     obj.rho = build_mlp(rho, 'rho', act, None, dropout)
     obj.aggr_module = None if aggr is None else resolve_aggr(aggr, aggr_kwargs)
-    obj.in_channels = _tuple_widths(obj.phi, k, phi)
+    obj.in_channels = _element_width(obj.phi, k, phi)
 
     phi_out, rho_in = out_channels_of(obj.phi), in_channels_of(obj.rho)
     if phi_out is not None and rho_in is not None and rho_in > 0:
