@@ -249,3 +249,20 @@ def test_bad_input():
         model(torch.randn(2, 3), torch.tensor([0]))
     with pytest.raises(ValueError, match="'x' must be two-dimensional"):
         EquivariantResidualBlock(3)(torch.randn(2, 2, 3))
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16,
+                                   torch.float64])
+def test_dtypes_match_float32(dtype):
+    torch.manual_seed(0)
+    model = DeepSetsPlusPlus(3, 8, 2, num_blocks=2, readout='mean')
+    other = DeepSetsPlusPlus(3, 8, 2, num_blocks=2, readout='mean')
+    other.load_state_dict(model.state_dict())
+    x, batch = make_batch([5, 0, 1, 9], 3)
+    with torch.no_grad():
+        ref = model(x, batch, dim_size=4)
+        out = other.to(dtype)(x.to(dtype), batch, dim_size=4)
+    assert out.dtype == dtype
+    tol = {torch.float16: 3e-2, torch.bfloat16: 1e-1, torch.float64: 1e-5}
+    assert float((out.float() - ref).abs().max()) <= \
+        tol[dtype] * float(ref.abs().max())

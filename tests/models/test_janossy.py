@@ -458,3 +458,20 @@ def test_pisgd_bad_input():
     with pytest.raises(ValueError, match="'x' has 2 features per element but "
                        "the model expects 3"):
         model(torch.randn(4, 2))
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16,
+                                   torch.float64])
+def test_dtypes_match_float32(dtype):
+    torch.manual_seed(0)
+    model = JanossyPooling([3, 8], [8, 2], k=2)
+    other = JanossyPooling([3, 8], [8, 2], k=2)
+    other.load_state_dict(model.state_dict())
+    x, batch = make_batch([5, 0, 1, 9], 3)
+    with torch.no_grad():
+        ref = model(x, batch, dim_size=4)
+        out = other.to(dtype)(x.to(dtype), batch, dim_size=4)
+    assert out.dtype == dtype
+    tol = {torch.float16: 3e-2, torch.bfloat16: 1e-1, torch.float64: 1e-5}
+    assert float((out.float() - ref).abs().max()) <= \
+        tol[dtype] * float(ref.abs().max())
