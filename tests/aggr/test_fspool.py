@@ -225,6 +225,35 @@ def test_torch_compile_without_graph_breaks():
                           pool(sorted_x, ptr=ptr), atol=1e-6)
 
 
+def test_leading_dimensions():
+    # PyG's Aggregation contract: [*, N, C] along dim=-2, or elements along
+    # dim=0 with heads in between (GATConv's messages).
+    pool = FSPool(3, num_pieces=3)
+    x = torch.randn(2, 6, 3)
+    index = torch.tensor([0, 2, 0, 2, 2, 0])
+    out = pool(x, index)
+    assert out.shape == (2, 3, 3)
+    for i in range(2):
+        assert torch.equal(out[i], pool(x[i], index))
+    assert torch.equal(out[:, 1], torch.zeros(2, 3))
+    heads = pool(x.transpose(0, 1), index, dim=0)
+    assert torch.equal(heads, out.transpose(0, 1))
+
+
+def test_device_path_reads_no_value():
+    # What GPUs and compiled graphs run: no host read, no data-dependent
+    # shape, forward and backward (meta tensors take the device path).
+    from tests.test_device_path import NoSync
+    pool = FSPool(3, num_pieces=4).to('meta')
+    x = torch.randn(50, 3, device='meta', requires_grad=True)
+    index = torch.empty(50, dtype=torch.long, device='meta')
+    ptr = torch.empty(7, dtype=torch.long, device='meta')
+    with NoSync():
+        pool(x, index, dim_size=6).sum().backward()
+        pool(x, ptr=ptr).sum().backward()
+    assert x.grad.shape == x.shape
+
+
 def test_repr_reset_and_state_dict():
     pool = FSPool(3, num_pieces=4)
     assert str(pool) == 'FSPool(3, num_pieces=4)'
@@ -251,8 +280,9 @@ def test_bad_input():
     with pytest.raises(ValueError, match="'x' has 4 features per element but "
                        "the model expects 3"):
         pool(torch.randn(5, 4))
-    with pytest.raises(ValueError, match="'x' must be two-dimensional"):
-        pool(torch.randn(2, 5, 3))
+    with pytest.raises(ValueError, match="'x' must have a feature "
+                       "dimension"):
+        pool(torch.randn(5))
     with pytest.raises(ValueError,
                        match="'index' has 3 entries but 'x' has 4"):
         pool(torch.randn(4, 3), torch.tensor([0, 0, 1]))
@@ -263,5 +293,5 @@ def test_bad_input():
         pool(torch.randn(4, 3), ptr=torch.tensor([0, 2, 3]))
     with pytest.raises(TypeError, match="'x' must be a torch.Tensor"):
         pool([[1.0, 2.0, 3.0]])
-    with pytest.raises(ValueError, match="'dim' must be -2 or 0"):
+    with pytest.raises(ValueError, match="'dim' is 1 but 'x' has shape"):
         pool(torch.randn(4, 3), dim=1)

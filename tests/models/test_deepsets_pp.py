@@ -247,8 +247,28 @@ def test_bad_input():
     with pytest.raises(ValueError,
                        match="'batch' has 1 entries but 'x' has 2"):
         model(torch.randn(2, 3), torch.tensor([0]))
-    with pytest.raises(ValueError, match="'x' must be two-dimensional"):
+    with pytest.raises(ValueError, match=r"'x' must be a matrix "
+                       r"\[num_elements, num_features\] \(got shape "
+                       r"\(2, 2, 3\)\)"):
         EquivariantResidualBlock(3)(torch.randn(2, 2, 3))
+    with pytest.raises(ValueError, match="'x' must be a matrix"):
+        model(torch.randn(2, 2, 3))
+
+
+@pytest.mark.parametrize('aggr', AGGRS)
+def test_device_path_reads_no_value(aggr):
+    # What GPUs and compiled graphs run: no host read, no data-dependent
+    # shape, forward and backward (meta tensors take the device path).
+    from tests.test_device_path import NoSync
+    model = DeepSetsPlusPlus(3, 8, 2, num_blocks=2, aggr=aggr,
+                             readout=aggr).to('meta')
+    x = torch.randn(50, 3, device='meta', requires_grad=True)
+    index = torch.empty(50, dtype=torch.long, device='meta')
+    ptr = torch.empty(7, dtype=torch.long, device='meta')
+    with NoSync():
+        model(x, index, dim_size=6).sum().backward()
+        model(x, ptr=ptr).sum().backward()
+    assert x.grad.shape == x.shape
 
 
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16,

@@ -113,7 +113,9 @@ def test_k1_is_deep_sets(aggr):
 
 
 def test_phi_sees_only_within_set_tuples():
-    model = JanossyPooling([2, 4], [4, 1], k=2)
+    # A phi that ends in an activation runs on the tuples as they are.
+    phi = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Tanh())
+    model = JanossyPooling(phi, [4, 1], k=2)
     seen = []
     model.phi.register_forward_hook(lambda m, i, o: seen.append(i[0].size(0)))
     x, batch = make_batch([30, 1, 0, 20], 2)
@@ -213,10 +215,25 @@ def test_torch_compile():
             tight(x2, batch2, dim_size=3)
 
 
+def test_leading_dimensions():
+    # PyG's Aggregation contract: [*, N, F] along dim=-2, or elements along
+    # dim=0 with heads in between (GATConv's messages).
+    model = JanossyPooling([3, 8], [8, 2], k=2)
+    x = torch.randn(2, 6, 3)
+    index = torch.tensor([0, 2, 0, 2, 2, 0])
+    out = model(x, index, dim_size=4)
+    assert out.shape == (2, 4, 2)
+    for i in range(2):
+        assert torch.allclose(out[i], model(x[i], index, dim_size=4),
+                              atol=1e-6)
+    heads = model(x.transpose(0, 1), index, dim=0, dim_size=4)
+    assert torch.allclose(heads, out.transpose(0, 1), atol=1e-6)
+
+
 def test_repr_reset_and_state_dict():
     model = JanossyPooling([3, 8], [8, 2], k=2)
-    assert str(model) == ('JanossyPooling(phi=MLP(6, 8), rho=MLP(8, 2), k=2, '
-                          'aggr=MeanAggregation())')
+    assert str(model) == ('JanossyPooling(phi=SplitMLP(6, 8), rho=MLP(8, 2), '
+                          'k=2, aggr=MeanAggregation())')
     with torch.no_grad():
         for p in model.parameters():
             p.fill_(1.0)
@@ -424,8 +441,8 @@ def test_pisgd_repr_reset_and_state_dict():
     assert str(model) == ('JanossyPiSGD(phi=GRU(3, 8), rho=MLP(8, 2), '
                           'k=None, num_samples=1, num_eval_samples=20)')
     assert str(JanossyPiSGD([3, 8], [8, 2], k=2, num_samples=2)) == (
-        'JanossyPiSGD(phi=MLP(6, 8), rho=MLP(8, 2), k=2, num_samples=2, '
-        'num_eval_samples=20)')
+        'JanossyPiSGD(phi=SplitMLP(6, 8), rho=MLP(8, 2), k=2, '
+        'num_samples=2, num_eval_samples=20)')
     with torch.no_grad():
         for p in model.parameters():
             p.fill_(1.0)
@@ -458,6 +475,20 @@ def test_pisgd_bad_input():
     with pytest.raises(ValueError, match="'x' has 2 features per element but "
                        "the model expects 3"):
         model(torch.randn(4, 2))
+    with pytest.raises(ValueError, match="'x' must be a matrix"):
+        model(torch.randn(2, 4, 3))
+
+
+def test_pisgd_k_device_path_reads_no_value():
+    # The k-tuple variant has no data-dependent shape: nothing is read back
+    # on the device path (meta tensors take it), forward and backward.
+    from tests.test_device_path import NoSync
+    model = JanossyPiSGD([3, 8], [8, 2], k=2).to('meta')
+    x = torch.randn(50, 3, device='meta', requires_grad=True)
+    index = torch.empty(50, dtype=torch.long, device='meta')
+    with NoSync():
+        model(x, index, dim_size=6).sum().backward()
+    assert x.grad.shape == x.shape
 
 
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16,

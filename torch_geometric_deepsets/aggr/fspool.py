@@ -1,14 +1,16 @@
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
 from torch.nn import Parameter
 
-from torch_geometric.utils import cumsum, degree, scatter
-from torch_geometric_deepsets._prologue import SetAggregation, resolve_sets
+from torch_geometric.nn.aggr import Aggregation
+from torch_geometric.utils import cumsum
+from torch_geometric_deepsets._kernels import segment_pool, set_counts
+from torch_geometric_deepsets.pool import call_with_sets, element_index
 
 
-class FSPool(SetAggregation):
+class FSPool(Aggregation):
     r"""Featurewise sort pooling from the `"FSPool: Learning Set
     Representations with Featurewise Sort Pooling"
     <https://arxiv.org/abs/1906.02795>`_ paper (Zhang, Hare and
@@ -42,8 +44,10 @@ class FSPool(SetAggregation):
 
     Rows are sorted on the :obj:`index` vector itself, without padding: a
     stable sort of every feature by value, then a stable sort by set id,
-    :math:`O(N \log N)` per feature. Ties do not change the value; the
-    gradient then goes to the tied element that comes first in :obj:`x`.
+    :math:`O(N \log N)` per feature. Like PyG's aggregations it takes
+    elements along any dimension :obj:`dim` but the last. Ties do not change
+    the value; the gradient then goes to the tied element that comes first
+    in :obj:`x`.
 
     Args:
         in_channels (int): Size of each element :math:`C`.
@@ -51,9 +55,9 @@ class FSPool(SetAggregation):
             function.
 
     Shapes:
-        - **input:** elements :math:`(N, C)`, set ids :math:`(N)` or
+        - **input:** elements :math:`(*, N, C)`, set ids :math:`(N)` or
           boundaries :math:`(B + 1)`
-        - **output:** :math:`(B, C)`
+        - **output:** :math:`(*, B, C)`
     """
     def __init__(self, in_channels: int, num_pieces: int) -> None:
         super().__init__()
@@ -73,6 +77,12 @@ class FSPool(SetAggregation):
         # Standard normal knots, as in the authors' implementation.
         torch.nn.init.normal_(self.weight)
 
+    def __call__(self, x: Tensor, index: Optional[Tensor] = None,
+                 ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
+                 dim: int = -2, **kwargs: Any) -> Tensor:
+        return call_with_sets(self, x, (), index, ptr, dim_size, dim,
+                              'index', self.in_channels, **kwargs)
+
     def forward(
         self,
         x: Tensor,
@@ -80,35 +90,38 @@ class FSPool(SetAggregation):
         ptr: Optional[Tensor] = None,
         dim_size: Optional[int] = None,
         dim: int = -2,
+        max_num_elements: Optional[int] = None,
     ) -> Tensor:
         r"""Forward pass.
 
         Args:
-            x (torch.Tensor): Element features :math:`(N, C)`.
+            x (torch.Tensor): Element features :math:`(*, N, C)`.
             index (torch.Tensor, optional): Set id of every element (PyG's
                 :obj:`batch` vector). (default: :obj:`None`)
             ptr (torch.Tensor, optional): Boundaries of sorted sets, an
                 alternative to :obj:`index`. (default: :obj:`None`)
             dim_size (int, optional): Number of sets :math:`B`.
                 (default: :obj:`None`)
-            dim (int, optional): The element dimension; :obj:`-2` or
-                :obj:`0`. (default: :obj:`-2`)
+            dim (int, optional): The dimension of the elements.
+                (default: :obj:`-2`)
+            max_num_elements (int, optional): Accepted for PyG's
+                :class:`Aggregation` interface; unused (nothing is padded).
+                (default: :obj:`None`)
         """
-        index, ptr, dim_size = resolve_sets(x, index, ptr, dim_size,
-                                            self.in_channels, dim)
+        index = element_index(x, index, ptr, dim)
         k = self.num_pieces
 
-        # Within each feature column: rows grouped by set (ascending id),
-        # largest value first inside a set.
-        by_value = torch.argsort(x, dim=0, descending=True, stable=True)
-        by_set = torch.argsort(index[by_value], dim=0, stable=True)
-        ordered = x.gather(0, by_value.gather(0, by_set))
+        # Along the element dimension, for every feature: rows grouped by set
+        # (ascending id), largest value first inside a set.
+        by_value = torch.argsort(x, dim=dim, descending=True, stable=True)
+        by_set = torch.argsort(index[by_value], dim=dim, stable=True)
+        ordered = x.gather(dim, by_value.gather(dim, by_set))
         # The set ids are now sorted in every column alike, so the rank of a
         # row within its set is the same for all features.
         set_of_row = torch.sort(index, stable=True).values
-        size = degree(index, dim_size, dtype=torch.long)
+        size = set_counts(index, None, dim_size)
         start = cumsum(size)[:-1]
-        rank = torch.arange(x.size(0), device=x.device) - start[set_of_row]
+        rank = torch.arange(x.size(dim), device=x.device) - start[set_of_row]
         denominator = (size[set_of_row] - 1).clamp(min=1)
         # Ranks reach N: in half precision they would round.
         dtype = torch.promote_types(self.weight.dtype, torch.float32)
@@ -117,8 +130,11 @@ class FSPool(SetAggregation):
         left = position.floor().long().clamp(max=k - 1)
         knots = self.weight.t()
         frac = (position - left).unsqueeze(-1).to(knots.dtype)
-        weight = torch.lerp(knots[left], knots[left + 1], frac)
-        return scatter(ordered * weight, set_of_row, 0, dim_size, 'sum')
+        weight = torch.lerp(knots[left], knots[left + 1], frac)  # [N, C]
+        shape = [1] * x.dim()
+        shape[dim], shape[-1] = x.size(dim), x.size(-1)
+        return segment_pool(ordered * weight.view(shape), set_of_row, None,
+                            dim_size, 'sum', dim)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.in_channels}, '

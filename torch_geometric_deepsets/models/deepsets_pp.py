@@ -6,9 +6,15 @@ from torch import Tensor
 
 from torch_geometric.nn.norm import LayerNorm
 from torch_geometric.nn.resolver import activation_resolver
-from torch_geometric_deepsets._prologue import resolve_sets
 from torch_geometric_deepsets.layers import PermutationEquivariantLayer
-from torch_geometric_deepsets.pool import AggrType, apply_aggr, resolve_aggr
+from torch_geometric_deepsets.models._utils import check_dropout
+from torch_geometric_deepsets.pool import (
+    AggrType,
+    apply_aggr,
+    call_with_sets,
+    element_index,
+    resolve_aggr,
+)
 
 NORMS = ('set_norm', 'layer_norm')
 
@@ -27,6 +33,17 @@ def _norm(norm: Optional[str], channels: int) -> Optional[LayerNorm]:
         raise ValueError(f"'norm' must be one of {NORMS} or None "
                          f"(got {norm!r})")
     return LayerNorm(channels, mode='graph' if norm == 'set_norm' else 'node')
+
+
+def _call(module: torch.nn.Module, x: Tensor, batch: Optional[Tensor],
+          ptr: Optional[Tensor], dim_size: Optional[int],
+          channels: int) -> Tensor:
+    if isinstance(x, Tensor) and x.dim() != 2:
+        # PyG's LayerNorm, the set norm, normalises matrices only.
+        raise ValueError(f"'x' must be a matrix [num_elements, "
+                         f"num_features] (got shape {tuple(x.shape)})")
+    return call_with_sets(module, x, (), batch, ptr, dim_size, -2, 'batch',
+                          channels)
 
 
 class EquivariantResidualBlock(torch.nn.Module):
@@ -90,8 +107,7 @@ class EquivariantResidualBlock(torch.nn.Module):
         aggr_kwargs: Optional[Dict[str, Any]] = None,
     ) -> None:
         super().__init__()
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"'dropout' must lie in [0, 1) (got {dropout})")
+        check_dropout(dropout)
         self.channels = channels
         self.tied = tied
         self.norm = norm
@@ -112,28 +128,36 @@ class EquivariantResidualBlock(torch.nn.Module):
             if module is not None:
                 module.reset_parameters()
 
+    def __call__(self, x: Tensor, batch: Optional[Tensor] = None,
+                 ptr: Optional[Tensor] = None,
+                 dim_size: Optional[int] = None) -> Tensor:
+        return _call(self, x, batch, ptr, dim_size, self.channels)
+
     def forward(
         self,
         x: Tensor,
         batch: Optional[Tensor] = None,
         ptr: Optional[Tensor] = None,
         dim_size: Optional[int] = None,
+        dim: int = 0,
     ) -> Tensor:
-        r"""Forward pass; arguments as in
-        :meth:`PermutationEquivariantLayer.forward`."""
-        index, ptr, dim_size = resolve_sets(x, batch, ptr, dim_size,
-                                            self.channels, batch_name='batch')
-        return self.propagate(x, index, ptr, dim_size)
+        r"""Forward pass.
 
-    def propagate(self, x: Tensor, index: Tensor, ptr: Optional[Tensor],
-                  dim_size: int) -> Tensor:
-        r"""The block without input checks, for callers that validated the
-        grouping already (:obj:`index` is the set id of every row)."""
+        Args:
+            x (torch.Tensor): Element features :math:`(N, C)`.
+            batch (torch.Tensor, optional): Set id of every element;
+                :obj:`None` (with :obj:`ptr=None`) means one set.
+                (default: :obj:`None`)
+            ptr (torch.Tensor, optional): Boundaries of sorted sets, an
+                alternative to :obj:`batch`. (default: :obj:`None`)
+            dim_size (int, optional): Number of sets. (default: :obj:`None`)
+        """
+        index = element_index(x, batch, ptr)
         h = _pre_activate(self.norm1, self.act, x, index, dim_size)
-        h = self.lin1.propagate(h, index, ptr, dim_size)
+        h = self.lin1(h, index, dim_size=dim_size)
         h = _pre_activate(self.norm2, self.act, h, index, dim_size)
         h = F.dropout(h, p=self.dropout, training=self.training)
-        return x + self.lin2.propagate(h, index, ptr, dim_size)
+        return x + self.lin2(h, index, dim_size=dim_size)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.channels}, '
@@ -191,8 +215,9 @@ class DeepSetsPlusPlus(torch.nn.Module):
             (default: :obj:`None`)
 
     Shapes:
-        - **input:** elements :math:`(N, F_{in})`, set ids :math:`(N)` or
-          boundaries :math:`(B + 1)`
+        - **input:** elements :math:`(N, F_{in})` (a matrix: set norm takes
+          no leading dimensions), set ids :math:`(N)` or boundaries
+          :math:`(B + 1)`
         - **output:** :math:`(N, F_{out})`, or :math:`(B, F_{out}')` with
           :obj:`readout`
     """
@@ -247,25 +272,30 @@ class DeepSetsPlusPlus(torch.nn.Module):
         if self.readout is not None:
             self.readout.reset_parameters()
 
+    def __call__(self, x: Tensor, batch: Optional[Tensor] = None,
+                 ptr: Optional[Tensor] = None,
+                 dim_size: Optional[int] = None) -> Tensor:
+        return _call(self, x, batch, ptr, dim_size, self.in_channels)
+
     def forward(
         self,
         x: Tensor,
         batch: Optional[Tensor] = None,
         ptr: Optional[Tensor] = None,
         dim_size: Optional[int] = None,
+        dim: int = 0,
     ) -> Tensor:
         r"""Forward pass; arguments as in
-        :meth:`PermutationEquivariantLayer.forward`."""
-        index, ptr, dim_size = resolve_sets(x, batch, ptr, dim_size,
-                                            self.in_channels,
-                                            batch_name='batch')
-        h = self.lin_in.propagate(x, index, ptr, dim_size)
+        :meth:`EquivariantResidualBlock.forward`."""
+        # The set of every row, found once for all layers.
+        index = element_index(x, batch, ptr)
+        h = self.lin_in(x, index, dim_size=dim_size)
         for block in self.blocks:
-            h = block.propagate(h, index, ptr, dim_size)
+            h = block(h, index, dim_size=dim_size)
         h = _pre_activate(self.norm_out, self.act, h, index, dim_size)
-        h = self.lin_out.propagate(h, index, ptr, dim_size)
+        h = self.lin_out(h, index, dim_size=dim_size)
         if self.readout is not None:
-            h = apply_aggr(self.readout, h, index, ptr, dim_size)
+            h = apply_aggr(self.readout, h, index, ptr, dim_size, 0)
         return h
 
     def __repr__(self) -> str:

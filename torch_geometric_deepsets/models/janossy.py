@@ -5,19 +5,24 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
+from torch_geometric.nn.aggr import Aggregation
 from torch_geometric.nn.inits import reset
-from torch_geometric.utils import cumsum, degree
-from torch_geometric_deepsets._prologue import SetAggregation, resolve_sets
+from torch_geometric.utils import cumsum
+from torch_geometric_deepsets._kernels import along, set_counts
 from torch_geometric_deepsets.models._utils import (
     ModuleSpec,
-    build_mlp,
+    build_phi,
+    build_rho,
+    check_dropout,
     in_channels_of,
     out_channels_of,
+    phi_pool,
 )
 from torch_geometric_deepsets.pool import (
     AggrType,
-    apply_aggr,
-    pooled_channels,
+    call_with_sets,
+    element_index,
+    pooled_width,
     resolve_aggr,
 )
 
@@ -57,20 +62,21 @@ def _build_phi_rho(obj: torch.nn.Module, phi: ModuleSpec, rho: ModuleSpec,
     r"""Builds :obj:`obj.phi` on :math:`k` concatenated elements (a channel
     list names the width of one element), :obj:`obj.rho`, and the pooling
     over tuples, and checks that their widths fit."""
+    check_dropout(dropout)
     extra = (k - 1) * phi[0] if isinstance(phi, (list, tuple)) and \
-        len(phi) > 0 and isinstance(phi[0], int) else 0
-    obj.phi = build_mlp(phi, 'phi', act, None, dropout, extra)
-    obj.rho = build_mlp(rho, 'rho', act, None, dropout)
+        len(phi) > 0 and isinstance(phi[0], int) and phi[0] > 0 else 0
+    obj.phi = build_phi(phi, 'phi', act, None, dropout, extra)
+    obj.rho = build_rho(rho, 'rho', act, None, dropout)
     obj.aggr_module = None if aggr is None else resolve_aggr(aggr, aggr_kwargs)
     obj.in_channels = _element_width(obj.phi, k, phi)
 
-    phi_out, rho_in = out_channels_of(obj.phi), in_channels_of(obj.rho)
-    if phi_out is not None and rho_in is not None and rho_in > 0:
-        width = phi_out if obj.aggr_module is None else pooled_channels(
-            obj.aggr_module, phi_out)
-        if width != rho_in:
-            raise ValueError(f"'rho' takes {rho_in} input channels but the "
-                             f"pooled output of 'phi' has {width}")
+    width, rho_in = out_channels_of(obj.phi), in_channels_of(obj.rho)
+    if width is not None and obj.aggr_module is not None:
+        width = pooled_width(obj.aggr_module, width)
+    if width is not None and rho_in is not None and rho_in > 0 \
+            and width != rho_in:
+        raise ValueError(f"'rho' takes {rho_in} input channels but the "
+                         f"pooled output of 'phi' has {width}")
 
 
 def num_tuples(size: Tensor, k: int, cap: Optional[int] = None) -> Tensor:
@@ -115,7 +121,7 @@ def enumerate_tuples(
     Raises:
         ValueError: if the batch has more than :obj:`max_tuples` tuples.
     """
-    size = degree(index, num_sets, dtype=torch.long)
+    size = set_counts(index, None, num_sets)
     count = num_tuples(size, k, cap=max_tuples + 1)
     total = int(count.sum())
     # The explicit message needs the sizes on the host, which a compiled
@@ -169,18 +175,18 @@ def _budget_message(size: Tensor, k: int, max_tuples: int) -> str:
             f"raise 'max_tuples'")
 
 
-def _gather_tuples(x: Tensor, rows: List[Tensor],
-                   valid: List[Tensor]) -> Tensor:
-    r"""The :math:`[T, kF]` rows of concatenated tuple elements (zeros in
-    empty slots)."""
+def _gather_tuples(x: Tensor, rows: List[Tensor], valid: List[Tensor],
+                   dim: int) -> Tensor:
+    r"""The rows of concatenated tuple elements along :obj:`dim` (zeros in
+    empty slots): :math:`[*, T, kF]`."""
     parts = [
-        torch.where(ok.unsqueeze(-1), x.index_select(0, row), 0.0)
+        torch.where(along(ok, dim, x.dim()), x.index_select(dim, row), 0.0)
         for row, ok in zip(rows, valid)
     ]
     return torch.cat(parts, dim=-1)
 
 
-class JanossyPooling(SetAggregation):
+class JanossyPooling(Aggregation):
     r"""The :math:`k`-ary Janossy pooling from the `"Janossy Pooling:
     Learning Deep Permutation-Invariant Functions for Variable-Size Inputs"
     <https://arxiv.org/abs/1811.01900>`_ paper (Murphy et al., ICLR 2019):
@@ -237,9 +243,9 @@ class JanossyPooling(SetAggregation):
             (default: :obj:`None`)
 
     Shapes:
-        - **input:** elements :math:`(N, F)`, set ids :math:`(N)` or
+        - **input:** elements :math:`(*, N, F)`, set ids :math:`(N)` or
           boundaries :math:`(B + 1)`
-        - **output:** :math:`(B, F_{out})`
+        - **output:** :math:`(*, B, F_{out})`
     """
     def __init__(
         self,
@@ -264,6 +270,12 @@ class JanossyPooling(SetAggregation):
         reset(self.rho)
         self.aggr_module.reset_parameters()
 
+    def __call__(self, x: Tensor, index: Optional[Tensor] = None,
+                 ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
+                 dim: int = -2, **kwargs: Any) -> Tensor:
+        return call_with_sets(self, x, (), index, ptr, dim_size, dim,
+                              'index', self.in_channels, **kwargs)
+
     def forward(
         self,
         x: Tensor,
@@ -271,16 +283,18 @@ class JanossyPooling(SetAggregation):
         ptr: Optional[Tensor] = None,
         dim_size: Optional[int] = None,
         dim: int = -2,
+        max_num_elements: Optional[int] = None,
     ) -> Tensor:
         r"""Forward pass; arguments as in
         :meth:`DeepSetsInvariant.forward`."""
-        index, ptr, dim_size = resolve_sets(x, index, ptr, dim_size,
-                                            self.in_channels, dim)
+        index = element_index(x, index, ptr, dim)
         tuple_set, count, rows, valid = enumerate_tuples(
             index, dim_size, self.k, self.max_tuples)
-        h = self.phi(_gather_tuples(x, rows, valid))
-        out = apply_aggr(self.aggr_module, h, tuple_set, cumsum(count),
-                         dim_size)
+        tuples = _gather_tuples(x, rows, valid, dim)
+        # As in DeepSetsInvariant, sum and mean over the tuples move in
+        # front of phi's last affine layer, which then runs on B rows, not T.
+        out = phi_pool(self.phi, self.aggr_module, tuples, tuple_set,
+                       cumsum(count), dim_size, dim)
         return self.rho(out)
 
     def __repr__(self) -> str:
@@ -288,7 +302,7 @@ class JanossyPooling(SetAggregation):
                 f'k={self.k}, aggr={self.aggr_module})')
 
 
-class JanossyPiSGD(SetAggregation):
+class JanossyPiSGD(Aggregation):
     r"""Janossy pooling over sampled permutations (:math:`\pi`-SGD) from the
     `"Janossy Pooling: Learning Deep Permutation-Invariant Functions for
     Variable-Size Inputs" <https://arxiv.org/abs/1811.01900>`_ paper
@@ -341,8 +355,8 @@ class JanossyPiSGD(SetAggregation):
             (default: :obj:`0.0`)
 
     Shapes:
-        - **input:** elements :math:`(N, F)`, set ids :math:`(N)` or
-          boundaries :math:`(B + 1)`
+        - **input:** elements :math:`(N, F)` (a matrix), set ids
+          :math:`(N)` or boundaries :math:`(B + 1)`
         - **output:** :math:`(B, F_{out})`
     """
     def __init__(
@@ -369,8 +383,9 @@ class JanossyPiSGD(SetAggregation):
                 raise ValueError("'phi' must be unidirectional: a "
                                  "bidirectional network would read the "
                                  "sampled order both ways")
+            check_dropout(dropout)
             self.phi = phi
-            self.rho = build_mlp(rho, 'rho', act, None, dropout)
+            self.rho = build_rho(rho, 'rho', act, None, dropout)
             self.aggr_module = None
             self.in_channels = phi.input_size
             width = phi.proj_size if getattr(phi, 'proj_size', 0) > 0 \
@@ -387,18 +402,29 @@ class JanossyPiSGD(SetAggregation):
         reset(self.phi)
         reset(self.rho)
 
+    def __call__(self, x: Tensor, index: Optional[Tensor] = None,
+                 ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
+                 dim: int = -2, **kwargs: Any) -> Tensor:
+        if isinstance(x, Tensor) and x.dim() != 2:
+            # Sequences of rows: the elements must be the rows of a matrix.
+            raise ValueError(f"'x' must be a matrix [num_elements, "
+                             f"num_features] (got shape {tuple(x.shape)})")
+        return call_with_sets(self, x, (), index, ptr, dim_size, dim,
+                              'index', self.in_channels, **kwargs)
+
     def forward(
         self,
         x: Tensor,
         index: Optional[Tensor] = None,
         ptr: Optional[Tensor] = None,
         dim_size: Optional[int] = None,
-        dim: int = -2,
+        dim: int = 0,
+        max_num_elements: Optional[int] = None,
     ) -> Tensor:
         r"""Forward pass; arguments as in
-        :meth:`DeepSetsInvariant.forward`."""
-        index, ptr, dim_size = resolve_sets(x, index, ptr, dim_size,
-                                            self.in_channels, dim)
+        :meth:`DeepSetsInvariant.forward`, for a matrix :obj:`x`
+        :math:`(N, F)`."""
+        index = element_index(x, index, ptr)
         num = self.num_samples if self.training else self.num_eval_samples
         h = self.sample(x, index, dim_size, num)
         return self.rho(h.mean(dim=0))
@@ -421,7 +447,7 @@ class JanossyPiSGD(SetAggregation):
             torch.rand(index.numel(), device=index.device))
         order = shuffled[torch.argsort(index[shuffled], stable=True)]
         set_of_row = index[order]
-        size = degree(index, num_sets, dtype=torch.long)
+        size = set_counts(index, None, num_sets)
         position = torch.arange(order.numel(), device=order.device) - \
             cumsum(size)[set_of_row]
         if self.k is None:
@@ -453,7 +479,7 @@ class JanossyPiSGD(SetAggregation):
         rank[by_length] = torch.arange(num_sets, device=size.device)
         packed = torch.argsort(position * num_sets + rank[set_of_row])
         steps = int(size.max()) if num_sets > 0 else 0
-        batch_sizes = degree(position, steps, dtype=torch.long).cpu()
+        batch_sizes = set_counts(position, None, steps).cpu()
         width = self.phi.proj_size if self.phi.proj_size > 0 \
             else self.phi.hidden_size
         out = x.new_zeros(num_sets, width)
