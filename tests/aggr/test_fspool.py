@@ -293,5 +293,8 @@ def test_bad_input():
         pool(torch.randn(4, 3), ptr=torch.tensor([0, 2, 3]))
     with pytest.raises(TypeError, match="'x' must be a torch.Tensor"):
         pool([[1.0, 2.0, 3.0]])
+    with pytest.raises(TypeError, match="'x' is torch.float64 but the "
+                       "model's parameters are torch.float32"):
+        pool(torch.randn(4, 3, dtype=torch.float64))
     with pytest.raises(ValueError, match="'dim' is 1 but 'x' has shape"):
         pool(torch.randn(4, 3), dim=1)

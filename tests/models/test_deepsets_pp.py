@@ -253,6 +253,8 @@ def test_bad_input():
         EquivariantResidualBlock(3)(torch.randn(2, 2, 3))
     with pytest.raises(ValueError, match="'x' must be a matrix"):
         model(torch.randn(2, 2, 3))
+    with pytest.raises(TypeError, match="'x' holds torch.int64 values"):
+        model(torch.ones(2, 3, dtype=torch.long))
 
 
 @pytest.mark.parametrize('aggr', AGGRS)

@@ -267,6 +267,13 @@ def test_bad_input():
         model(torch.randn(4, 3), torch.tensor([0, 0, 1]))
     with pytest.raises(TypeError, match="'x' must be a torch.Tensor"):
         model('x')
+    with pytest.raises(TypeError, match="'x' is torch.float64 but the "
+                       "model's parameters are torch.float32"):
+        model(torch.randn(4, 3, dtype=torch.float64))
+    # A lazy phi learns the tuple width at the first call.
+    lazy = JanossyPooling([-1, 8], [8, 2], k=3)
+    assert lazy(torch.randn(5, 2)).shape == (1, 2)
+    assert lazy.phi.lin.in_channels == 6
 
 
 # pi-SGD ####################################################################

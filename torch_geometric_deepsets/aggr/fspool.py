@@ -81,7 +81,7 @@ class FSPool(Aggregation):
                  ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
                  dim: int = -2, **kwargs: Any) -> Tensor:
         return call_with_sets(self, x, (), index, ptr, dim_size, dim,
-                              'index', self.in_channels, **kwargs)
+                              'index', self.in_channels, self, **kwargs)
 
     def forward(
         self,

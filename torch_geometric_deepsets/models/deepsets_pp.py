@@ -36,14 +36,14 @@ def _norm(norm: Optional[str], channels: int) -> Optional[LayerNorm]:
 
 
 def _call(module: torch.nn.Module, x: Tensor, batch: Optional[Tensor],
-          ptr: Optional[Tensor], dim_size: Optional[int],
-          channels: int) -> Tensor:
+          ptr: Optional[Tensor], dim_size: Optional[int], channels: int,
+          first: torch.nn.Module) -> Tensor:
     if isinstance(x, Tensor) and x.dim() != 2:
         # PyG's LayerNorm, the set norm, normalises matrices only.
         raise ValueError(f"'x' must be a matrix [num_elements, "
                          f"num_features] (got shape {tuple(x.shape)})")
     return call_with_sets(module, x, (), batch, ptr, dim_size, -2, 'batch',
-                          channels)
+                          channels, first)
 
 
 class EquivariantResidualBlock(torch.nn.Module):
@@ -131,7 +131,7 @@ class EquivariantResidualBlock(torch.nn.Module):
     def __call__(self, x: Tensor, batch: Optional[Tensor] = None,
                  ptr: Optional[Tensor] = None,
                  dim_size: Optional[int] = None) -> Tensor:
-        return _call(self, x, batch, ptr, dim_size, self.channels)
+        return _call(self, x, batch, ptr, dim_size, self.channels, self)
 
     def forward(
         self,
@@ -275,7 +275,8 @@ class DeepSetsPlusPlus(torch.nn.Module):
     def __call__(self, x: Tensor, batch: Optional[Tensor] = None,
                  ptr: Optional[Tensor] = None,
                  dim_size: Optional[int] = None) -> Tensor:
-        return _call(self, x, batch, ptr, dim_size, self.in_channels)
+        return _call(self, x, batch, ptr, dim_size, self.in_channels,
+                     self.lin_in)
 
     def forward(
         self,

@@ -274,7 +274,8 @@ class JanossyPooling(Aggregation):
                  ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
                  dim: int = -2, **kwargs: Any) -> Tensor:
         return call_with_sets(self, x, (), index, ptr, dim_size, dim,
-                              'index', self.in_channels, **kwargs)
+                              'index', self.in_channels, self.phi,
+                              **kwargs)
 
     def forward(
         self,
@@ -410,7 +411,8 @@ class JanossyPiSGD(Aggregation):
             raise ValueError(f"'x' must be a matrix [num_elements, "
                              f"num_features] (got shape {tuple(x.shape)})")
         return call_with_sets(self, x, (), index, ptr, dim_size, dim,
-                              'index', self.in_channels, **kwargs)
+                              'index', self.in_channels, self.phi,
+                              **kwargs)
 
     def forward(
         self,
