@@ -44,17 +44,18 @@ def test_deepsets_pp_depth_small(tmp_path):
 
 def test_deepsets_pp_trains_at_depth_50_where_the_plain_stack_does_not(
         tmp_path):
-    # The claim at a tenth of the recorded run: after 60 steps the plain
-    # 50-layer stack is still at the loss of the constant prediction (1).
+    # The claim in 30 steps: the plain 50-layer stack stays at the loss of
+    # the constant prediction (1), DeepSets++ is far below it by then (the
+    # recorded run: 0.15 over steps 20-30).
     script = load_example('deepsets_pp_depth')
     results = script.main([
-        '--depths', '50', '--max-steps', '60', '--num-train', '512',
+        '--depths', '50', '--max-steps', '30', '--num-train', '256',
         '--num-test', '64', '--out', str(tmp_path / 'runs'),
         '--data-root', str(tmp_path / 'data'), '--no-plot', *COMMON
     ]).results
-    plain, plus = results['rows']
-    assert plain['final_train_loss'] > 0.9
-    assert plus['final_train_loss'] < 0.5 * plain['final_train_loss']
+    curves = results['curves']
+    assert sum(curves['plain_50'][-10:]) / 10 > 0.9
+    assert sum(curves['deepsets++_50'][-10:]) / 10 < 0.3
 
 
 def test_fspool_order_statistics_small(tmp_path):
