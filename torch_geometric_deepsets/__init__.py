@@ -38,3 +38,15 @@ __all__ += ['DeepSetsPointCloud', 'ToSet', 'RandomAxisScale']
 from torch_geometric_deepsets import datasets  # noqa: E402
 
 __all__ += ['datasets']
+
+# Variants from later work: DeepSets++, FSPool, Janossy pooling.
+from torch_geometric_deepsets.aggr import FSPool  # noqa: E402
+from torch_geometric_deepsets.models import (  # noqa: E402
+    DeepSetsPlusPlus,
+    EquivariantResidualBlock,
+    JanossyPiSGD,
+    JanossyPooling,
+)
+
+__all__ += ['FSPool', 'DeepSetsPlusPlus', 'EquivariantResidualBlock',
+            'JanossyPooling', 'JanossyPiSGD']

@@ -10,6 +10,7 @@ from torch_geometric_deepsets.datasets.digit_sum import (
 )
 from torch_geometric_deepsets.datasets.digits import load_digit_images
 from torch_geometric_deepsets.datasets.population import PopulationStatistics
+from torch_geometric_deepsets.datasets.statistics import SetStatistics
 
 __all__ = [
     'SyntheticSetDataset',
@@ -18,4 +19,5 @@ __all__ = [
     'DigitSumImages',
     'PopulationStatistics',
     'SetAnomaly',
+    'SetStatistics',
 ]

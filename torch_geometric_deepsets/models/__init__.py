@@ -6,3 +6,14 @@ __all__ = ['DeepSetsInvariant', 'DeepSetsEquivariant', 'DeepSetsConditional']
 from torch_geometric_deepsets.models.pointcloud import DeepSetsPointCloud
 
 __all__ += ['DeepSetsPointCloud']
+from torch_geometric_deepsets.models.deepsets_pp import (  # noqa: E402
+    DeepSetsPlusPlus,
+    EquivariantResidualBlock,
+)
+from torch_geometric_deepsets.models.janossy import (  # noqa: E402
+    JanossyPiSGD,
+    JanossyPooling,
+)
+
+__all__ += ['DeepSetsPlusPlus', 'EquivariantResidualBlock', 'JanossyPooling',
+            'JanossyPiSGD']

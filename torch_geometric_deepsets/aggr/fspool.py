@@ -1,0 +1,141 @@
+from typing import Any, Optional
+
+import torch
+from torch import Tensor
+from torch.nn import Parameter
+
+from torch_geometric.nn.aggr import Aggregation
+from torch_geometric.utils import cumsum
+from torch_geometric_deepsets._kernels import segment_pool, set_counts
+from torch_geometric_deepsets.pool import call_with_sets, element_index
+
+
+class FSPool(Aggregation):
+    r"""Featurewise sort pooling from the `"FSPool: Learning Set
+    Representations with Featurewise Sort Pooling"
+    <https://arxiv.org/abs/1906.02795>`_ paper (Zhang, Hare and
+    Prügel-Bennett, ICLR 2020): every feature is sorted within the set and
+    the sorted values are summed with learned weights that depend on their
+    relative rank,
+
+    .. math::
+        y_{s,c} = \sum_{j=1}^{n_s} w_c\!\left(\frac{j - 1}{\max(n_s - 1, 1)}
+        \right) x_{(j),c}, \qquad x_{(1),c} \geq \dots \geq x_{(n_s),c},
+
+    where :math:`x_{(j),c}` is the :math:`j`-th largest value of feature
+    :math:`c` in set :math:`s` (of :math:`n_s` elements) and :math:`w_c` is
+    the piecewise-linear function with :math:`k` pieces through the learned
+    knots :math:`\mathbf{W}_{c,0}, \dots, \mathbf{W}_{c,k}` at
+    :math:`0, \frac{1}{k}, \dots, 1`:
+
+    .. math::
+        w_c(r) = (1 - \lambda)\, \mathbf{W}_{c,i} + \lambda\,
+        \mathbf{W}_{c,i+1}, \qquad i = \min(\lfloor k r \rfloor, k - 1),
+        \quad \lambda = k r - i.
+
+    Because the weights are a function of the *relative* rank, one set of
+    parameters serves every set size; a set of one element gets
+    :math:`w_c(0)`, an empty set pools to zero. With all knots equal to 1 it
+    is sum pooling; where every relative rank of a set falls on a knot
+    (:math:`n_s - 1` divides :math:`k`), a single non-zero knot at
+    :math:`r = 0`, :math:`1/2` or :math:`1` picks the largest, the median or
+    the smallest value, and the knots in between interpolate between order
+    statistics.
+
+    Rows are sorted on the :obj:`index` vector itself, without padding: a
+    stable sort of every feature by value, then a stable sort by set id,
+    :math:`O(N \log N)` per feature. Like PyG's aggregations it takes
+    elements along any dimension :obj:`dim` but the last. Ties do not change
+    the value; the gradient then goes to the tied element that comes first
+    in :obj:`x`.
+
+    Args:
+        in_channels (int): Size of each element :math:`C`.
+        num_pieces (int): Number of linear pieces :math:`k` of each weight
+            function.
+
+    Shapes:
+        - **input:** elements :math:`(*, N, C)`, set ids :math:`(N)` or
+          boundaries :math:`(B + 1)`
+        - **output:** :math:`(*, B, C)`
+    """
+    def __init__(self, in_channels: int, num_pieces: int) -> None:
+        super().__init__()
+        for name, value in (('in_channels', in_channels),
+                            ('num_pieces', num_pieces)):
+            if isinstance(value, bool) or not isinstance(value, int) \
+                    or value <= 0:
+                raise ValueError(f"'{name}' must be a positive int "
+                                 f"(got {value!r})")
+        self.in_channels = in_channels
+        self.num_pieces = num_pieces
+        self.weight = Parameter(torch.empty(in_channels, num_pieces + 1))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        r"""Resets all learnable parameters of the module."""
+        # Standard normal knots, as in the authors' implementation.
+        torch.nn.init.normal_(self.weight)
+
+    def __call__(self, x: Tensor, index: Optional[Tensor] = None,
+                 ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
+                 dim: int = -2, **kwargs: Any) -> Tensor:
+        return call_with_sets(self, x, (), index, ptr, dim_size, dim,
+                              'index', self.in_channels, self, **kwargs)
+
+    def forward(
+        self,
+        x: Tensor,
+        index: Optional[Tensor] = None,
+        ptr: Optional[Tensor] = None,
+        dim_size: Optional[int] = None,
+        dim: int = -2,
+        max_num_elements: Optional[int] = None,
+    ) -> Tensor:
+        r"""Forward pass.
+
+        Args:
+            x (torch.Tensor): Element features :math:`(*, N, C)`.
+            index (torch.Tensor, optional): Set id of every element (PyG's
+                :obj:`batch` vector). (default: :obj:`None`)
+            ptr (torch.Tensor, optional): Boundaries of sorted sets, an
+                alternative to :obj:`index`. (default: :obj:`None`)
+            dim_size (int, optional): Number of sets :math:`B`.
+                (default: :obj:`None`)
+            dim (int, optional): The dimension of the elements.
+                (default: :obj:`-2`)
+            max_num_elements (int, optional): Accepted for PyG's
+                :class:`Aggregation` interface; unused (nothing is padded).
+                (default: :obj:`None`)
+        """
+        index = element_index(x, index, ptr, dim)
+        k = self.num_pieces
+
+        # Along the element dimension, for every feature: rows grouped by set
+        # (ascending id), largest value first inside a set.
+        by_value = torch.argsort(x, dim=dim, descending=True, stable=True)
+        by_set = torch.argsort(index[by_value], dim=dim, stable=True)
+        ordered = x.gather(dim, by_value.gather(dim, by_set))
+        # The set ids are now sorted in every column alike, so the rank of a
+        # row within its set is the same for all features.
+        set_of_row = torch.sort(index, stable=True).values
+        size = set_counts(index, None, dim_size)
+        start = cumsum(size)[:-1]
+        rank = torch.arange(x.size(dim), device=x.device) - start[set_of_row]
+        denominator = (size[set_of_row] - 1).clamp(min=1)
+        # Ranks reach N: in half precision they would round.
+        dtype = torch.promote_types(self.weight.dtype, torch.float32)
+        position = rank.to(dtype) * k / denominator
+
+        left = position.floor().long().clamp(max=k - 1)
+        knots = self.weight.t()
+        frac = (position - left).unsqueeze(-1).to(knots.dtype)
+        weight = torch.lerp(knots[left], knots[left + 1], frac)  # [N, C]
+        shape = [1] * x.dim()
+        shape[dim], shape[-1] = x.size(dim), x.size(-1)
+        return segment_pool(ordered * weight.view(shape), set_of_row, None,
+                            dim_size, 'sum', dim)
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.in_channels}, '
+                f'num_pieces={self.num_pieces})')

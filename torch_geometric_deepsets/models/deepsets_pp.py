@@ -1,0 +1,314 @@
+from typing import Any, Dict, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from torch_geometric.nn.norm import LayerNorm
+from torch_geometric.nn.resolver import activation_resolver
+from torch_geometric_deepsets.layers import PermutationEquivariantLayer
+from torch_geometric_deepsets.models._utils import check_dropout
+from torch_geometric_deepsets.pool import (
+    AggrType,
+    apply_aggr,
+    call_with_sets,
+    element_index,
+    resolve_aggr,
+)
+
+NORMS = ('set_norm', 'layer_norm')
+
+
+def _norm(norm: Optional[str], channels: int) -> Optional[LayerNorm]:
+    r"""Set norm is PyG's :class:`~torch_geometric.nn.norm.LayerNorm` in
+    :obj:`"graph"` mode: with a batch vector it standardises each set over
+    all its elements and features together and applies a per-feature affine
+    map, exactly the set norm of DeepSets++ (pinned by a test). It must
+    always get the batch vector: without one it divides by
+    :math:`\sigma + \epsilon` instead of :math:`\sqrt{\sigma^2 + \epsilon}`,
+    whose gradient is not finite for a constant set."""
+    if norm is None:
+        return None
+    if norm not in NORMS:
+        raise ValueError(f"'norm' must be one of {NORMS} or None "
+                         f"(got {norm!r})")
+    return LayerNorm(channels, mode='graph' if norm == 'set_norm' else 'node')
+
+
+def _call(module: torch.nn.Module, x: Tensor, batch: Optional[Tensor],
+          ptr: Optional[Tensor], dim_size: Optional[int], channels: int,
+          first: torch.nn.Module) -> Tensor:
+    if isinstance(x, Tensor) and x.dim() != 2:
+        # PyG's LayerNorm, the set norm, normalises matrices only.
+        raise ValueError(f"'x' must be a matrix [num_elements, "
+                         f"num_features] (got shape {tuple(x.shape)})")
+    return call_with_sets(module, x, (), batch, ptr, dim_size, -2, 'batch',
+                          channels, first)
+
+
+class EquivariantResidualBlock(torch.nn.Module):
+    r"""The "clean path" equivariant residual block from the `"Set Norm and
+    Equivariant Skip Connections: Putting the Deep in Deep Sets"
+    <https://arxiv.org/abs/2206.11925>`_ paper (Zhang et al., ICML 2022):
+
+    .. math::
+        \mathbf{X}' = \mathbf{X} + \mathrm{PermEqui}_2\Big(\sigma\big(
+        \mathrm{SN}_2\big(\mathrm{PermEqui}_1(\sigma(\mathrm{SN}_1(
+        \mathbf{X})))\big)\big)\Big),
+
+    with :math:`\mathrm{PermEqui}` the
+    :class:`~torch_geometric_deepsets.PermutationEquivariantLayer` and
+    :math:`\mathrm{SN}` set normalisation, which standardises each set
+    :math:`s` over all its elements *and* features and then scales and
+    shifts every feature:
+
+    .. math::
+        \mathrm{SN}(\mathbf{x}_i) = \frac{\mathbf{x}_i - \mu_s}
+        {\sqrt{\sigma_s^2 + \epsilon}} \odot \boldsymbol{\gamma} +
+        \boldsymbol{\beta}, \qquad
+        \mu_s = \frac{1}{n_s C} \sum_{j \in s} \sum_c x_{j,c}, \quad
+        \sigma_s^2 = \frac{1}{n_s C} \sum_{j \in s} \sum_c
+        (x_{j,c} - \mu_s)^2.
+
+    Nothing but the identity lies on the skip path (the "clean path"), so a
+    stack of blocks passes gradients through unchanged however deep it is.
+    Set norm is PyG's :class:`~torch_geometric.nn.norm.LayerNorm` with
+    :obj:`mode="graph"`, given the set ids.
+
+    Args:
+        channels (int): Width of the elements, kept by the block.
+        aggr (str or Aggregation or list, optional): The pooling of both
+            equivariant layers. (default: :obj:`"sum"`)
+        tied (bool, optional): Use the tied layer form (eq. 23 of Deep Sets).
+            (default: :obj:`False`)
+        norm (str, optional): :obj:`"set_norm"`, :obj:`"layer_norm"`
+            (per element, over its features) or :obj:`None`.
+            (default: :obj:`"set_norm"`)
+        act (str or torch.nn.Module, optional): The activation
+            :math:`\sigma`. (default: :obj:`"relu"`)
+        dropout (float, optional): Dropout before the second layer.
+            (default: :obj:`0.0`)
+        aggr_kwargs (dict, optional): Arguments of a string :obj:`aggr`.
+            (default: :obj:`None`)
+
+    Shapes:
+        - **input:** elements :math:`(N, C)`, set ids :math:`(N)` or
+          boundaries :math:`(B + 1)`
+        - **output:** :math:`(N, C)`
+    """
+    def __init__(
+        self,
+        channels: int,
+        aggr: AggrType = 'sum',
+        tied: bool = False,
+        norm: Optional[str] = 'set_norm',
+        act: Union[str, torch.nn.Module, None] = 'relu',
+        dropout: float = 0.0,
+        aggr_kwargs: Optional[Dict[str, Any]] = None,
+    ) -> None:
+        super().__init__()
+        check_dropout(dropout)
+        self.channels = channels
+        self.tied = tied
+        self.norm = norm
+        self.dropout = dropout
+        self.lin1 = PermutationEquivariantLayer(channels, channels, aggr=aggr,
+                                                tied=tied,
+                                                aggr_kwargs=aggr_kwargs)
+        self.lin2 = PermutationEquivariantLayer(channels, channels, aggr=aggr,
+                                                tied=tied,
+                                                aggr_kwargs=aggr_kwargs)
+        self.norm1 = _norm(norm, channels)
+        self.norm2 = _norm(norm, channels)
+        self.act = activation_resolver(act) if act is not None else None
+
+    def reset_parameters(self) -> None:
+        r"""Resets all learnable parameters of the module."""
+        for module in (self.lin1, self.lin2, self.norm1, self.norm2):
+            if module is not None:
+                module.reset_parameters()
+
+    def __call__(self, x: Tensor, batch: Optional[Tensor] = None,
+                 ptr: Optional[Tensor] = None,
+                 dim_size: Optional[int] = None) -> Tensor:
+        return _call(self, x, batch, ptr, dim_size, self.channels, self)
+
+    def forward(
+        self,
+        x: Tensor,
+        batch: Optional[Tensor] = None,
+        ptr: Optional[Tensor] = None,
+        dim_size: Optional[int] = None,
+        dim: int = 0,
+    ) -> Tensor:
+        r"""Forward pass.
+
+        Args:
+            x (torch.Tensor): Element features :math:`(N, C)`.
+            batch (torch.Tensor, optional): Set id of every element;
+                :obj:`None` (with :obj:`ptr=None`) means one set.
+                (default: :obj:`None`)
+            ptr (torch.Tensor, optional): Boundaries of sorted sets, an
+                alternative to :obj:`batch`. (default: :obj:`None`)
+            dim_size (int, optional): Number of sets. (default: :obj:`None`)
+        """
+        index = element_index(x, batch, ptr)
+        h = _pre_activate(self.norm1, self.act, x, index, dim_size)
+        h = self.lin1(h, index, dim_size=dim_size)
+        h = _pre_activate(self.norm2, self.act, h, index, dim_size)
+        h = F.dropout(h, p=self.dropout, training=self.training)
+        return x + self.lin2(h, index, dim_size=dim_size)
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.channels}, '
+                f'aggr={self.lin1.aggr_module}, tied={self.tied}, '
+                f'norm={self.norm})')
+
+
+def _pre_activate(norm: Optional[LayerNorm], act: Optional[torch.nn.Module],
+                  x: Tensor, index: Tensor, dim_size: int) -> Tensor:
+    if norm is not None:
+        x = norm(x, index, dim_size)
+    # Never in place: without a norm, x is the block's skip connection.
+    return x if act is None else act(x)
+
+
+class DeepSetsPlusPlus(torch.nn.Module):
+    r"""DeepSets++ from the `"Set Norm and Equivariant Skip Connections:
+    Putting the Deep in Deep Sets" <https://arxiv.org/abs/2206.11925>`_ paper
+    (Zhang et al., ICML 2022): an equivariant layer to the hidden width, a
+    stack of "clean path" residual blocks with set norm
+    (:class:`EquivariantResidualBlock`), and the closing normalisation,
+    activation and equivariant layer of a pre-activation residual network:
+
+    .. math::
+        \mathbf{H}^{(0)} &= \mathrm{PermEqui}_{\mathrm{in}}(\mathbf{X}) \\
+        \mathbf{H}^{(\ell+1)} &= \mathbf{H}^{(\ell)} +
+        f_\ell(\mathbf{H}^{(\ell)}), \qquad \ell = 0, \dots, L - 1 \\
+        \mathbf{Y} &= \mathrm{PermEqui}_{\mathrm{out}}(\sigma(
+        \mathrm{SN}(\mathbf{H}^{(L)}))),
+
+    :math:`2L + 2` equivariant layers in all. The output has one row per
+    element (a set-to-set map) or, with :obj:`readout`, one row per set.
+    Where the plain stack
+    (:class:`~torch_geometric_deepsets.DeepSetsEquivariant`) stops training
+    as it gets deeper, the identity path keeps gradients at every depth.
+
+    Args:
+        in_channels (int): Size of each input element.
+        hidden_channels (int): Width of the residual stream.
+        out_channels (int): Size of each output row.
+        num_blocks (int): Number of residual blocks :math:`L` (may be 0).
+        aggr (str or Aggregation or list, optional): The pooling of every
+            equivariant layer. (default: :obj:`"sum"`)
+        tied (bool, optional): Use the tied layer form (eq. 23 of Deep Sets).
+            (default: :obj:`False`)
+        norm (str, optional): :obj:`"set_norm"`, :obj:`"layer_norm"` or
+            :obj:`None`. (default: :obj:`"set_norm"`)
+        act (str or torch.nn.Module, optional): The activation.
+            (default: :obj:`"relu"`)
+        dropout (float, optional): Dropout inside every block.
+            (default: :obj:`0.0`)
+        readout (str or Aggregation or list, optional): If given, the output
+            rows are pooled with it to one row per set. (default: :obj:`None`)
+        aggr_kwargs (dict, optional): Arguments of a string :obj:`aggr`.
+            (default: :obj:`None`)
+
+    Shapes:
+        - **input:** elements :math:`(N, F_{in})` (a matrix: set norm takes
+          no leading dimensions), set ids :math:`(N)` or boundaries
+          :math:`(B + 1)`
+        - **output:** :math:`(N, F_{out})`, or :math:`(B, F_{out}')` with
+          :obj:`readout`
+    """
+    def __init__(
+        self,
+        in_channels: int,
+        hidden_channels: int,
+        out_channels: int,
+        num_blocks: int,
+        aggr: AggrType = 'sum',
+        tied: bool = False,
+        norm: Optional[str] = 'set_norm',
+        act: Union[str, torch.nn.Module, None] = 'relu',
+        dropout: float = 0.0,
+        readout: AggrType = None,
+        aggr_kwargs: Optional[Dict[str, Any]] = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(num_blocks, bool) or not isinstance(num_blocks, int) \
+                or num_blocks < 0:
+            raise ValueError(f"'num_blocks' must be a non-negative int "
+                             f"(got {num_blocks!r})")
+        self.in_channels = in_channels
+        self.hidden_channels = hidden_channels
+        self.out_channels = out_channels
+        self.num_blocks = num_blocks
+        self.tied = tied
+        self.norm = norm
+        self.dropout = dropout
+        layer = dict(aggr=aggr, tied=tied, aggr_kwargs=aggr_kwargs)
+        self.lin_in = PermutationEquivariantLayer(in_channels,
+                                                  hidden_channels, **layer)
+        self.blocks = torch.nn.ModuleList([
+            EquivariantResidualBlock(hidden_channels, norm=norm, act=act,
+                                     dropout=dropout, **layer)
+            for _ in range(num_blocks)
+        ])
+        self.norm_out = _norm(norm, hidden_channels)
+        self.act = activation_resolver(act) if act is not None else None
+        self.lin_out = PermutationEquivariantLayer(hidden_channels,
+                                                   out_channels, **layer)
+        self.readout = resolve_aggr(readout) if readout is not None else None
+
+    def reset_parameters(self) -> None:
+        r"""Resets all learnable parameters of the module."""
+        self.lin_in.reset_parameters()
+        for block in self.blocks:
+            block.reset_parameters()
+        if self.norm_out is not None:
+            self.norm_out.reset_parameters()
+        self.lin_out.reset_parameters()
+        if self.readout is not None:
+            self.readout.reset_parameters()
+
+    def __call__(self, x: Tensor, batch: Optional[Tensor] = None,
+                 ptr: Optional[Tensor] = None,
+                 dim_size: Optional[int] = None) -> Tensor:
+        return _call(self, x, batch, ptr, dim_size, self.in_channels,
+                     self.lin_in)
+
+    def forward(
+        self,
+        x: Tensor,
+        batch: Optional[Tensor] = None,
+        ptr: Optional[Tensor] = None,
+        dim_size: Optional[int] = None,
+        dim: int = 0,
+    ) -> Tensor:
+        r"""Forward pass; arguments as in
+        :meth:`EquivariantResidualBlock.forward`."""
+        # The set of every row, found once for all layers.
+        index = element_index(x, batch, ptr)
+        h = self.lin_in(x, index, dim_size=dim_size)
+        for block in self.blocks:
+            h = block(h, index, dim_size=dim_size)
+        h = _pre_activate(self.norm_out, self.act, h, index, dim_size)
+        h = self.lin_out(h, index, dim_size=dim_size)
+        if self.readout is not None:
+            h = apply_aggr(self.readout, h, index, ptr, dim_size, 0)
+        return h
+
+    def __repr__(self) -> str:
+        extra = ''
+        if self.readout is not None:
+            extra += f', readout={self.readout}'
+        if type(self.act) is not torch.nn.ReLU:
+            extra += f', act={self.act}'
+        if self.dropout > 0:
+            extra += f', dropout={self.dropout}'
+        return (f'{self.__class__.__name__}({self.in_channels}, '
+                f'{self.hidden_channels}, {self.out_channels}, '
+                f'num_blocks={self.num_blocks}, '
+                f'aggr={self.lin_in.aggr_module}, tied={self.tied}, '
+                f'norm={self.norm}{extra})')

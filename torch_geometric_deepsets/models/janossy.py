@@ -1,0 +1,499 @@
+import math
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import torch
+from torch import Tensor
+from torch.nn.utils.rnn import PackedSequence
+
+from torch_geometric.nn.aggr import Aggregation
+from torch_geometric.nn.inits import reset
+from torch_geometric.utils import cumsum
+from torch_geometric_deepsets._kernels import along, set_counts
+from torch_geometric_deepsets.models._utils import (
+    ModuleSpec,
+    build_phi,
+    build_rho,
+    check_dropout,
+    in_channels_of,
+    out_channels_of,
+    phi_pool,
+)
+from torch_geometric_deepsets.pool import (
+    AggrType,
+    call_with_sets,
+    element_index,
+    pooled_width,
+    resolve_aggr,
+)
+
+#: The largest :obj:`max_tuples` allowed: tuple counts are then computed in
+#: int64 without overflow (saturating at :obj:`max_tuples + 1`).
+MAX_TUPLE_BUDGET = 2**31
+
+
+def _check_int(name: str, value: Any, minimum: int,
+               maximum: Optional[int] = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or \
+            value < minimum or (maximum is not None and value > maximum):
+        bound = f'>= {minimum}' if maximum is None else \
+            f'in [{minimum}, {maximum}]'
+        raise ValueError(f"'{name}' must be an int {bound} (got {value!r})")
+    return value
+
+
+def _element_width(phi: torch.nn.Module, k: int,
+                  spec: ModuleSpec) -> Optional[int]:
+    r"""The element width that :math:`\phi`'s input of :math:`k` elements
+    implies, or :obj:`None` where the module does not tell."""
+    phi_in = in_channels_of(phi)
+    if phi_in is None or phi_in <= 0:
+        return None
+    if isinstance(spec, (list, tuple)):
+        return spec[0]
+    if phi_in % k != 0:
+        raise ValueError(f"'phi' takes {phi_in} input channels, which is not "
+                         f"k={k} elements of equal width")
+    return phi_in // k
+
+
+def _build_phi_rho(obj: torch.nn.Module, phi: ModuleSpec, rho: ModuleSpec,
+                   k: int, aggr: Optional[AggrType], act, dropout: float,
+                   aggr_kwargs: Optional[Dict[str, Any]]) -> None:
+    r"""Builds :obj:`obj.phi` on :math:`k` concatenated elements (a channel
+    list names the width of one element), :obj:`obj.rho`, and the pooling
+    over tuples, and checks that their widths fit."""
+    check_dropout(dropout)
+    extra = (k - 1) * phi[0] if isinstance(phi, (list, tuple)) and \
+        len(phi) > 0 and isinstance(phi[0], int) and phi[0] > 0 else 0
+    obj.phi = build_phi(phi, 'phi', act, None, dropout, extra)
+    obj.rho = build_rho(rho, 'rho', act, None, dropout)
+    obj.aggr_module = None if aggr is None else resolve_aggr(aggr, aggr_kwargs)
+    obj.in_channels = _element_width(obj.phi, k, phi)
+
+    width, rho_in = out_channels_of(obj.phi), in_channels_of(obj.rho)
+    if width is not None and obj.aggr_module is not None:
+        width = pooled_width(obj.aggr_module, width)
+    if width is not None and rho_in is not None and rho_in > 0 \
+            and width != rho_in:
+        raise ValueError(f"'rho' takes {rho_in} input channels but the "
+                         f"pooled output of 'phi' has {width}")
+
+
+def num_tuples(size: Tensor, k: int, cap: Optional[int] = None) -> Tensor:
+    r"""The number of ordered tuples of :math:`\min(n, k)` distinct elements
+    of a set of :math:`n` elements, :math:`n! / (n - \min(n, k))!`, for every
+    entry of :obj:`size` (0 for an empty set). With :obj:`cap`, counts above
+    it read :obj:`cap` (no int64 overflow for :obj:`cap <= 2**31`)."""
+    count = torch.ones_like(size)
+    for j in range(k):
+        factor = torch.where(size > j, size - j, 1)
+        if cap is not None:
+            factor = factor.clamp(max=cap)
+        count = count * factor
+        if cap is not None:
+            count = count.clamp(max=cap)
+    return torch.where(size > 0, count, 0)
+
+
+def enumerate_tuples(
+    index: Tensor,
+    num_sets: int,
+    k: int,
+    max_tuples: int = MAX_TUPLE_BUDGET,
+) -> Tuple[Tensor, Tensor, List[Tensor], List[Tensor]]:
+    r"""All ordered :math:`k`-tuples of distinct elements of every set, from
+    the set id of every row, without padding and without pairing rows of
+    different sets.
+
+    A set of :math:`n \geq k` elements has :math:`n!/(n-k)!` tuples; a
+    smaller one (:math:`0 < n < k`) has the :math:`n!` orderings of all its
+    elements, with slots :math:`n, \dots, k-1` left empty; an empty set has
+    none. Tuple :math:`t` of a set is decoded from its number by a
+    mixed-radix (Lehmer) code, so the work is linear in the number of
+    tuples.
+
+    Returns:
+        :obj:`(tuple_set, tuple_count, rows, valid)`: the set of every tuple
+        (sorted), the number of tuples of every set, and for each slot
+        :math:`j < k` the row of :obj:`index` it holds and whether it holds
+        one.
+
+    Raises:
+        ValueError: if the batch has more than :obj:`max_tuples` tuples.
+    """
+    size = set_counts(index, None, num_sets)
+    count = num_tuples(size, k, cap=max_tuples + 1)
+    total = int(count.sum())
+    # The explicit message needs the sizes on the host, which a compiled
+    # graph cannot format; there the same bound is a runtime assertion.
+    if not torch.compiler.is_compiling() and total > max_tuples:
+        raise ValueError(_budget_message(size, k, max_tuples))
+    torch._check_value(total <= max_tuples)
+
+    device = index.device
+    order = torch.argsort(index, stable=True)
+    start = cumsum(size)[:-1]
+    tuple_set = torch.repeat_interleave(
+        torch.arange(num_sets, device=device), count, output_size=total)
+    code = torch.arange(total, device=device) - cumsum(count)[tuple_set]
+    n = size[tuple_set]
+
+    # Digit j counts the choices left for slot j: n - j, or 1 (slot empty).
+    digits: List[Tensor] = []
+    for j in reversed(range(k)):
+        base = torch.where(n > j, n - j, 1)
+        digits.append(code % base)
+        code = code // base
+    digits.reverse()
+
+    rows: List[Tensor] = []
+    valid: List[Tensor] = []
+    chosen: List[Tensor] = []
+    for j, digit in enumerate(digits):
+        # The digit-th element not taken by an earlier slot: step over the
+        # taken positions in increasing order.
+        position = digit
+        if j > 0:
+            for taken in torch.sort(torch.stack(chosen, 1), 1)[0].unbind(1):
+                position = position + (position >= taken).long()
+        chosen.append(position)
+        ok = n > j
+        valid.append(ok)
+        rows.append(order[start[tuple_set] + torch.where(ok, position, 0)])
+    return tuple_set, count, rows, valid
+
+
+def _budget_message(size: Tensor, k: int, max_tuples: int) -> str:
+    sizes = [n for n in size.tolist() if n > 0]
+    total = sum(math.perm(n, min(n, k)) for n in sizes)
+    largest = max(sizes)
+    return (f"Janossy pooling with k={k} needs {total:,} tuples for this "
+            f"batch (the largest set has {largest} elements and "
+            f"{math.perm(largest, min(largest, k)):,} tuples), above "
+            f"'max_tuples'={max_tuples:,}. The cost grows as n^k per set: "
+            f"use a smaller k, smaller sets or batches, JanossyPiSGD, or "
+            f"raise 'max_tuples'")
+
+
+def _gather_tuples(x: Tensor, rows: List[Tensor], valid: List[Tensor],
+                   dim: int) -> Tensor:
+    r"""The rows of concatenated tuple elements along :obj:`dim` (zeros in
+    empty slots): :math:`[*, T, kF]`."""
+    parts = [
+        torch.where(along(ok, dim, x.dim()), x.index_select(dim, row), 0.0)
+        for row, ok in zip(rows, valid)
+    ]
+    return torch.cat(parts, dim=-1)
+
+
+class JanossyPooling(Aggregation):
+    r"""The :math:`k`-ary Janossy pooling from the `"Janossy Pooling:
+    Learning Deep Permutation-Invariant Functions for Variable-Size Inputs"
+    <https://arxiv.org/abs/1811.01900>`_ paper (Murphy et al., ICLR 2019):
+    a permutation-sensitive :math:`\phi` sees ordered :math:`k`-tuples of
+    distinct elements of a set, and the results are averaged over all of
+    them,
+
+    .. math::
+        f(\mathcal{X}_s) = \rho\left( \frac{1}{|\Pi_k(s)|}
+        \sum_{(i_1, \dots, i_k) \in \Pi_k(s)}
+        \phi\big(\mathbf{x}_{i_1} \,\Vert\, \cdots \,\Vert\,
+        \mathbf{x}_{i_k}\big) \right),
+
+    where :math:`\Pi_k(s)` holds the :math:`n_s!/(n_s - k)!` ordered tuples
+    of :math:`k` distinct elements of set :math:`s`. The average is over
+    all orderings of the set truncated to their first :math:`k` elements,
+    so the model is permutation invariant for every :math:`\phi`;
+    :math:`k = 1` is Deep Sets, and :math:`k = 2` lets :math:`\phi` see
+    pairwise interactions (distances, equalities) that a sum of
+    single-element terms can express only with far wider networks. A set
+    with :math:`0 < n_s < k` elements uses its :math:`n_s!` orderings, the
+    missing slots filled with zeros; an empty set pools to zero.
+
+    **Cost.** :math:`\phi` runs on :math:`n_s!/(n_s - k)! \approx n_s^k`
+    tuples per set: :math:`O(n^k)` time and memory. The tuples are
+    enumerated on the :obj:`index` vector, set by set, never across sets
+    and without padding; a batch with more than :obj:`max_tuples` tuples
+    raises a :class:`ValueError` that names the set size, :math:`k`, the
+    tuple count and the budget. Since the number of tuples depends on the
+    set sizes (a data-dependent shape), it is read back once per call (a
+    device sync), and :func:`torch.compile` needs
+    :obj:`torch._dynamo.config.capture_scalar_outputs = True` to keep the
+    model in one graph (then an excess raises a :class:`RuntimeError` from
+    the compiled graph instead).
+
+    Args:
+        phi (List[int] or torch.nn.Module): The tuple network :math:`\phi`.
+            A channel list :obj:`[in, hidden..., out]` names the width
+            :obj:`in` of one element; its first layer takes the :math:`k
+            \cdot \mathrm{in}` features of a tuple. A module must take
+            :math:`k F` input features.
+        rho (List[int] or torch.nn.Module): The set network :math:`\rho`.
+        k (int, optional): The tuple size. (default: :obj:`2`)
+        aggr (str or Aggregation or list, optional): The pooling over the
+            tuples of a set; :obj:`"mean"` is the paper's average,
+            :obj:`"sum"` weights larger sets more. (default: :obj:`"mean"`)
+        max_tuples (int, optional): The largest number of tuples one call
+            may build, at most :math:`2^{31}`. (default: :obj:`1_000_000`)
+        act (str or torch.nn.Module, optional): Activation of channel-list
+            MLPs. (default: :obj:`"relu"`)
+        dropout (float, optional): Dropout of channel-list MLPs.
+            (default: :obj:`0.0`)
+        aggr_kwargs (dict, optional): Arguments of a string :obj:`aggr`.
+            (default: :obj:`None`)
+
+    Shapes:
+        - **input:** elements :math:`(*, N, F)`, set ids :math:`(N)` or
+          boundaries :math:`(B + 1)`
+        - **output:** :math:`(*, B, F_{out})`
+    """
+    def __init__(
+        self,
+        phi: ModuleSpec,
+        rho: ModuleSpec,
+        k: int = 2,
+        aggr: AggrType = 'mean',
+        max_tuples: int = 1_000_000,
+        act: Union[str, torch.nn.Module, None] = 'relu',
+        dropout: float = 0.0,
+        aggr_kwargs: Optional[Dict[str, Any]] = None,
+    ) -> None:
+        super().__init__()
+        self.k = _check_int('k', k, 1)
+        self.max_tuples = _check_int('max_tuples', max_tuples, 1,
+                                     MAX_TUPLE_BUDGET)
+        _build_phi_rho(self, phi, rho, k, aggr, act, dropout, aggr_kwargs)
+
+    def reset_parameters(self) -> None:
+        r"""Resets all learnable parameters of the module."""
+        reset(self.phi)
+        reset(self.rho)
+        self.aggr_module.reset_parameters()
+
+    def __call__(self, x: Tensor, index: Optional[Tensor] = None,
+                 ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
+                 dim: int = -2, **kwargs: Any) -> Tensor:
+        return call_with_sets(self, x, (), index, ptr, dim_size, dim,
+                              'index', self.in_channels, self.phi,
+                              **kwargs)
+
+    def forward(
+        self,
+        x: Tensor,
+        index: Optional[Tensor] = None,
+        ptr: Optional[Tensor] = None,
+        dim_size: Optional[int] = None,
+        dim: int = -2,
+        max_num_elements: Optional[int] = None,
+    ) -> Tensor:
+        r"""Forward pass; arguments as in
+        :meth:`DeepSetsInvariant.forward`."""
+        index = element_index(x, index, ptr, dim)
+        tuple_set, count, rows, valid = enumerate_tuples(
+            index, dim_size, self.k, self.max_tuples)
+        tuples = _gather_tuples(x, rows, valid, dim)
+        # As in DeepSetsInvariant, sum and mean over the tuples move in
+        # front of phi's last affine layer, which then runs on B rows, not T.
+        out = phi_pool(self.phi, self.aggr_module, tuples, tuple_set,
+                       cumsum(count), dim_size, dim)
+        return self.rho(out)
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(phi={self.phi}, rho={self.rho}, '
+                f'k={self.k}, aggr={self.aggr_module})')
+
+
+class JanossyPiSGD(Aggregation):
+    r"""Janossy pooling over sampled permutations (:math:`\pi`-SGD) from the
+    `"Janossy Pooling: Learning Deep Permutation-Invariant Functions for
+    Variable-Size Inputs" <https://arxiv.org/abs/1811.01900>`_ paper
+    (Murphy et al., ICLR 2019). Full Janossy pooling averages a
+    permutation-sensitive :math:`\overrightarrow{\phi}` (here a recurrent
+    network over the elements in order) over all :math:`n_s!` orderings of
+    a set; :math:`\pi`-SGD replaces the average by one drawn at random:
+
+    .. math::
+        \hat{f}(\mathcal{X}_s) = \rho\left( \frac{1}{S} \sum_{m=1}^{S}
+        \overrightarrow{\phi}\big(\mathbf{x}_{\pi_m(1)}, \dots,
+        \mathbf{x}_{\pi_m(n_s)}\big) \right), \qquad
+        \pi_m \sim \mathcal{U}(\mathbb{S}_{n_s}),
+
+    with :math:`S` = :obj:`num_samples` permutations per set in training
+    (one, as in the paper's :math:`\pi`-SGD) and :obj:`num_eval_samples` in
+    evaluation. The estimate is unbiased, and permutation invariant in
+    distribution rather than exactly; the variance falls like :math:`1/S`.
+    With :obj:`k` set, :math:`\overrightarrow{\phi}` sees only the first
+    :math:`k` elements of each sampled ordering (their features
+    concatenated, zeros for a set of fewer than :math:`k`), the sampled
+    version of :class:`JanossyPooling`, at :math:`O(S)` instead of
+    :math:`O(n_s^k)` tuples per set. An empty set gives
+    :math:`\rho(\mathbf{0})`.
+
+    Elements are shuffled within their sets on the :obj:`index` vector and,
+    for the recurrent network, packed into a
+    :class:`~torch.nn.utils.rnn.PackedSequence` directly (no padding). The
+    packed lengths live on the host, as PyTorch's recurrent layers require:
+    that variant reads the set sizes back (a device sync) and runs eagerly
+    under :func:`torch.compile`. The :obj:`k` variant has no
+    data-dependent shape.
+
+    Args:
+        phi (torch.nn.Module or List[int]): Without :obj:`k`, a
+            unidirectional :class:`~torch.nn.GRU`, :class:`~torch.nn.LSTM`
+            or :class:`~torch.nn.RNN` (its last hidden state is
+            :math:`\overrightarrow{\phi}`). With :obj:`k`, the tuple network
+            as in :class:`JanossyPooling`.
+        rho (List[int] or torch.nn.Module): The set network :math:`\rho`.
+        k (int, optional): Truncate sampled orderings to their first
+            :obj:`k` elements. (default: :obj:`None`)
+        num_samples (int, optional): Sampled permutations per set in
+            training. (default: :obj:`1`)
+        num_eval_samples (int, optional): Sampled permutations per set in
+            evaluation. (default: :obj:`20`)
+        act (str or torch.nn.Module, optional): Activation of channel-list
+            MLPs. (default: :obj:`"relu"`)
+        dropout (float, optional): Dropout of channel-list MLPs.
+            (default: :obj:`0.0`)
+
+    Shapes:
+        - **input:** elements :math:`(N, F)` (a matrix), set ids
+          :math:`(N)` or boundaries :math:`(B + 1)`
+        - **output:** :math:`(B, F_{out})`
+    """
+    def __init__(
+        self,
+        phi: ModuleSpec,
+        rho: ModuleSpec,
+        k: Optional[int] = None,
+        num_samples: int = 1,
+        num_eval_samples: int = 20,
+        act: Union[str, torch.nn.Module, None] = 'relu',
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.k = None if k is None else _check_int('k', k, 1)
+        self.num_samples = _check_int('num_samples', num_samples, 1)
+        self.num_eval_samples = _check_int('num_eval_samples',
+                                           num_eval_samples, 1)
+        if k is None:
+            if not isinstance(phi, torch.nn.RNNBase):
+                raise TypeError(f"Without 'k', 'phi' must be a recurrent "
+                                f"layer (torch.nn.GRU, LSTM or RNN) "
+                                f"(got {type(phi).__name__})")
+            if phi.bidirectional:
+                raise ValueError("'phi' must be unidirectional: a "
+                                 "bidirectional network would read the "
+                                 "sampled order both ways")
+            check_dropout(dropout)
+            self.phi = phi
+            self.rho = build_rho(rho, 'rho', act, None, dropout)
+            self.aggr_module = None
+            self.in_channels = phi.input_size
+            width = phi.proj_size if getattr(phi, 'proj_size', 0) > 0 \
+                else phi.hidden_size
+            rho_in = in_channels_of(self.rho)
+            if rho_in is not None and rho_in > 0 and rho_in != width:
+                raise ValueError(f"'rho' takes {rho_in} input channels but "
+                                 f"'phi' gives {width}")
+        else:
+            _build_phi_rho(self, phi, rho, k, None, act, dropout, None)
+
+    def reset_parameters(self) -> None:
+        r"""Resets all learnable parameters of the module."""
+        reset(self.phi)
+        reset(self.rho)
+
+    def __call__(self, x: Tensor, index: Optional[Tensor] = None,
+                 ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
+                 dim: int = -2, **kwargs: Any) -> Tensor:
+        if isinstance(x, Tensor) and x.dim() != 2:
+            # Sequences of rows: the elements must be the rows of a matrix.
+            raise ValueError(f"'x' must be a matrix [num_elements, "
+                             f"num_features] (got shape {tuple(x.shape)})")
+        return call_with_sets(self, x, (), index, ptr, dim_size, dim,
+                              'index', self.in_channels, self.phi,
+                              **kwargs)
+
+    def forward(
+        self,
+        x: Tensor,
+        index: Optional[Tensor] = None,
+        ptr: Optional[Tensor] = None,
+        dim_size: Optional[int] = None,
+        dim: int = 0,
+        max_num_elements: Optional[int] = None,
+    ) -> Tensor:
+        r"""Forward pass; arguments as in
+        :meth:`DeepSetsInvariant.forward`, for a matrix :obj:`x`
+        :math:`(N, F)`."""
+        index = element_index(x, index, ptr)
+        num = self.num_samples if self.training else self.num_eval_samples
+        h = self.sample(x, index, dim_size, num)
+        return self.rho(h.mean(dim=0))
+
+    def sample(self, x: Tensor, index: Tensor, num_sets: int,
+               num_samples: int) -> Tensor:
+        r""":math:`\overrightarrow{\phi}` of :obj:`num_samples` random
+        orderings of every set, shape :math:`[S, B, F_{\phi}]`; input already
+        validated (:obj:`index` is the set id of every row)."""
+        # S copies of the batch as S * B sets: one shuffle, one phi call.
+        offset = torch.arange(num_samples, device=index.device) * num_sets
+        index = (index.unsqueeze(0) + offset.unsqueeze(1)).view(-1)
+        x = x.repeat(num_samples, 1)
+        num_sets = num_samples * num_sets
+
+        # Rows grouped by set, in random order within each set.
+        # (argsort of uniform keys: inductor fails on randperm with dynamic
+        # shapes in torch 2.13)
+        shuffled = torch.argsort(
+            torch.rand(index.numel(), device=index.device))
+        order = shuffled[torch.argsort(index[shuffled], stable=True)]
+        set_of_row = index[order]
+        size = set_counts(index, None, num_sets)
+        position = torch.arange(order.numel(), device=order.device) - \
+            cumsum(size)[set_of_row]
+        if self.k is None:
+            h = self._recurrent(x.index_select(0, order), set_of_row,
+                                position, size, num_sets)
+        else:
+            h = self._first_k(x.index_select(0, order), set_of_row, position,
+                              size, num_sets)
+        return h.view(num_samples, num_sets // num_samples, -1)
+
+    def _first_k(self, x: Tensor, set_of_row: Tensor, position: Tensor,
+                 size: Tensor, num_sets: int) -> Tensor:
+        k = self.k
+        # Each set's first k shuffled rows to its k slots; the other rows add
+        # zeros to slot 0.
+        first = position < k
+        slot = torch.where(first, set_of_row * k + position, 0)
+        x = torch.where(first.unsqueeze(-1), x, 0.0)
+        tuples = x.new_zeros(num_sets * k, x.size(-1)).index_add(0, slot, x)
+        h = self.phi(tuples.view(num_sets, k * x.size(-1)))
+        return torch.where((size > 0).unsqueeze(-1), h, 0.0)
+
+    def _recurrent(self, x: Tensor, set_of_row: Tensor, position: Tensor,
+                   size: Tensor, num_sets: int) -> Tensor:
+        # PackedSequence layout: time step by time step, the sets in order
+        # of decreasing length within each step.
+        by_length = torch.argsort(size, descending=True, stable=True)
+        rank = torch.empty_like(by_length)
+        rank[by_length] = torch.arange(num_sets, device=size.device)
+        packed = torch.argsort(position * num_sets + rank[set_of_row])
+        steps = int(size.max()) if num_sets > 0 else 0
+        batch_sizes = set_counts(position, None, steps).cpu()
+        width = self.phi.proj_size if self.phi.proj_size > 0 \
+            else self.phi.hidden_size
+        out = x.new_zeros(num_sets, width)
+        if steps == 0:
+            return out
+        _, hidden = self.phi(PackedSequence(x[packed], batch_sizes))
+        if isinstance(hidden, tuple):  # LSTM: (h, c)
+            hidden = hidden[0]
+        nonempty = by_length[:int(batch_sizes[0])]
+        return out.index_copy(0, nonempty, hidden[-1])
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(phi={self.phi}, rho={self.rho}, '
+                f'k={self.k}, num_samples={self.num_samples}, '
+                f'num_eval_samples={self.num_eval_samples})')
