@@ -101,6 +101,7 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
     rows: List[Dict[str, Any]] = []
     models: Dict[str, nn.Module] = {}
     batch_size = args.batch_size
+    val_every = max(1, args.max_steps // 10) if args.max_steps > 0 else None
     for n in train_sizes:
         train = pool[:n]
         mean = float(pool.y[:n].mean())
@@ -111,8 +112,12 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
         task = set_task.SetTask(model, loss='mse', lr=args.lr,
                                 schedule='one_cycle', target_mean=mean,
                                 target_std=std if std > 0 else 1.0)
-        trainer = set_task.build_trainer(args, parser, monitor='val_mse',
-                                         out=osp.join(args.out, f'n{n}'))
+        # Ten validations per model: with few training sets an epoch is a
+        # step or two, and validating (and checkpointing) after each one
+        # took most of the run's time.
+        trainer = set_task.build_trainer(
+            args, parser, monitor='val_mse', val_every=val_every,
+            out=osp.join(args.out, f'n{n}'))
         set_task.fit(trainer, task,
                      set_task.data_module(args, parser, train, test), args)
         models[f'n{n}'] = model

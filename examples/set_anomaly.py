@@ -149,10 +149,11 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
                           args.tied)
     task = AnomalyTask(model, noise=args.noise, lr=args.lr,
                        schedule='one_cycle')
-    # Five evaluations over the run, as in the results page.
+    # Five evaluations over the run, as in the results page (a run bounded
+    # by --max-epochs instead validates after every epoch).
     trainer = set_task.build_trainer(
         args, parser, monitor='val_acc', mode='max',
-        val_every=max(1, args.max_steps // 5))
+        val_every=max(1, args.max_steps // 5) if args.max_steps > 0 else None)
     set_task.fit(trainer, task, set_task.data_module(args, parser, train,
                                                      test), args)
     if not trainer.is_global_zero:

@@ -108,7 +108,8 @@ class SetTask(L.LightningModule):
     r"""Trains :obj:`model` on PyG batches of sets: regression (one value per
     set) or classification (logits per set).
 
-    The loss is logged as :obj:`train_loss` (per step and epoch) and
+    The loss is logged as :obj:`train_loss` (per step),
+    :obj:`train_loss_epoch` (its mean over the sets of an epoch) and
     :obj:`val_loss` / :obj:`test_loss`; :meth:`metrics` adds
     :obj:`val_mae` and :obj:`val_mse` (regression, in the target's own
     units) or :obj:`val_acc` (classification). Regression targets may be
@@ -128,7 +129,10 @@ class SetTask(L.LightningModule):
     the multi-step milestones keep their steps.
 
     The global :obj:`torch` random state goes into every checkpoint and comes
-    back on resume, so dropout and noise continue as if never stopped.
+    back on resume, so dropout and noise continue as if never stopped; so
+    does the running sum behind :obj:`train_loss_epoch`, so that an epoch
+    interrupted and resumed averages all its steps (Lightning's own
+    per-epoch aggregation starts again from the resume).
 
     Args:
         model (torch.nn.Module): Called as :obj:`model(batch.x, batch.batch,
@@ -196,6 +200,11 @@ class SetTask(L.LightningModule):
         # again as an argument.
         self.save_hyperparameters(ignore=['model'])
         self.model = model
+        # The epoch, and the sum of loss * sets and the number of sets of it
+        # so far; a tensor sum, so that adding to it never syncs a GPU.
+        self._loss_epoch: Optional[int] = None
+        self._loss_sum = torch.zeros((), dtype=torch.float64)
+        self._loss_count = 0
 
     # What a subclass overrides ###############################################
 
@@ -236,8 +245,31 @@ class SetTask(L.LightningModule):
         r"""The loss of a batch, logged as :obj:`train_loss`."""
         loss = self.loss(self(batch), batch)
         self.log('train_loss', loss, prog_bar=True, on_step=True,
-                 on_epoch=True, batch_size=batch.num_graphs)
+                 on_epoch=False, batch_size=batch.num_graphs)
+        self._loss_sum += loss.detach().double() * batch.num_graphs
+        self._loss_count += batch.num_graphs
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        r"""Starts the sum behind :obj:`train_loss_epoch`, unless the run
+        resumes this epoch from a checkpoint taken in its middle."""
+        if self._loss_epoch != self.current_epoch:
+            self._loss_epoch, self._loss_count = self.current_epoch, 0
+            self._loss_sum = torch.zeros((), dtype=torch.float64)
+        self._loss_sum = self._loss_sum.to(self.device)
+
+    def train_loss_epoch(self) -> Optional[float]:
+        r"""The mean training loss over the sets of the current epoch so
+        far (:obj:`None` before its first step)."""
+        if not self._loss_count:
+            return None
+        return float(self._loss_sum) / self._loss_count
+
+    def on_train_epoch_end(self) -> None:
+        r"""Logs :obj:`train_loss_epoch`."""
+        mean = self.train_loss_epoch()
+        if mean is not None:
+            self.log('train_loss_epoch', mean, prog_bar=True)
 
     def _evaluate(self, batch: Batch, stage: str) -> None:
         out = self(batch)
@@ -285,17 +317,25 @@ class SetTask(L.LightningModule):
                 'lr_scheduler': {'scheduler': scheduler, 'interval': 'step'}}
 
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
-        r"""Adds the global random state to :obj:`checkpoint`."""
+        r"""Adds the global random state and the sum behind
+        :obj:`train_loss_epoch` to :obj:`checkpoint`."""
         checkpoint['torch_rng_state'] = torch.get_rng_state()
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             checkpoint['cuda_rng_state'] = torch.cuda.get_rng_state_all()
+        checkpoint['train_loss_sum'] = {'epoch': self._loss_epoch,
+                                        'sum': self._loss_sum.cpu(),
+                                        'count': self._loss_count}
 
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
-        r"""Restores the global random state of :obj:`checkpoint`."""
+        r"""Restores what :meth:`on_save_checkpoint` added."""
         if 'torch_rng_state' in checkpoint:
             torch.set_rng_state(checkpoint['torch_rng_state'])
         if 'cuda_rng_state' in checkpoint and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(checkpoint['cuda_rng_state'])
+        if 'train_loss_sum' in checkpoint:
+            state = checkpoint['train_loss_sum']
+            self._loss_epoch, self._loss_sum, self._loss_count = \
+                state['epoch'], state['sum'], state['count']
 
 
 def _optimizers() -> Dict[str, type]:
@@ -625,9 +665,16 @@ class EpochLog(Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer,
                            pl_module: L.LightningModule) -> None:
+        train = self._metrics(trainer, 'train_')
+        if isinstance(pl_module, SetTask):
+            # Lightning calls the task's on_train_epoch_end, which logs this,
+            # after this hook: the logged value is still the last epoch's.
+            train.pop('train_loss_epoch', None)
+            mean = pl_module.train_loss_epoch()
+            if mean is not None:
+                train['train_loss_epoch'] = mean
         entry = {'epoch': trainer.current_epoch,
-                 'step': trainer.global_step,
-                 **self._metrics(trainer, 'train_')}
+                 'step': trainer.global_step, **train}
         if self._pending is not None and \
                 self._pending['step'] == trainer.global_step:
             entry.update(self._pending)

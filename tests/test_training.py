@@ -434,6 +434,9 @@ def test_sigint_saves_and_resumes_to_the_uninterrupted_result(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     for key in ('per_digit_accuracy', 'per_size'):
         assert resumed.results[key] == straight.results[key]
+    # The per-epoch lines too, including the mean training loss of the
+    # interrupted epoch, which covers its steps before the interrupt.
+    assert resumed.results['history'] == straight.results['history']
     with open(tmp_path / 'cut' / 'results.json') as f:
         assert json.load(f)['per_size'] == straight.results['per_size']
     assert math.isfinite(straight.results['per_size'][0]['mae'])

@@ -65,17 +65,22 @@ def test_digit_sum_text_trained_model_counts_exactly(tmp_path):
 
 
 def test_digit_sum_images_with_plot(tmp_path):
+    # Dropout as in the default model, so that reading an image in training
+    # mode would show below. A 32-wide phi with dropout 0.5 barely learns in
+    # a test's budget (p = 0.20 after 150 steps on 500 sets); 128 wide on
+    # 2,000 sets reads 75-85 % of the images right after 400 steps (seeds
+    # 0-2) in the same time.
     outcome = load('digit_sum_images').main([
         '--out', str(tmp_path / 'run'), '--data-root',
         str(tmp_path / 'data'), '--no-progress', '--log-every', '10',
-        '--threads', '1', '--max-steps', '150', '--lr', '1e-2',
-        '--num-train', '500', '--train-max-size', '3', '--test-sizes', '1',
-        '3', '--test-per-size', '40', '--hidden', '32', '--dropout', '0.5'
+        '--threads', '1', '--max-steps', '400', '--lr', '1e-2',
+        '--num-train', '2000', '--train-max-size', '3', '--test-sizes', '1',
+        '3', '--test-per-size', '40', '--hidden', '128', '--dropout', '0.5'
     ])
-    assert_loss_falls(epoch_losses(outcome), 0.6)
+    assert_loss_falls(epoch_losses(outcome), 0.35)
     results = outcome.results
     p = results['per_digit_accuracy']
-    assert 0.2 < p <= 1.0  # learnt from sums alone; chance is 0.1
+    assert 0.5 < p <= 1.0  # learnt from sums alone; chance is 0.1
     for row in results['per_size']:
         assert row['p_to_the_n'] == pytest.approx(p**row['size'])
     # A set of one is summed exactly iff its image is read right (both in
