@@ -17,11 +17,17 @@ SCRIPTS = ['digit_sum_text', 'digit_sum_images', 'population_statistics',
            'set_anomaly']
 
 
-def run(tmp_path, name, *extra, out='run'):
+def run(tmp_path, name, *extra, out='run', plot=False):
     argv = ['--out', str(tmp_path / out), '--data-root',
-            str(tmp_path / 'data'), '--no-progress', '--no-plot',
-            '--log-every', '5', '--threads', '1', *extra]
+            str(tmp_path / 'data'), '--no-progress', '--log-every', '5',
+            '--threads', '1', *extra] + ([] if plot else ['--no-plot'])
     return load(name).main(argv)
+
+
+def assert_png(path):
+    data = path.read_bytes()
+    assert data[:8] == b'\x89PNG\r\n\x1a\n'
+    assert len(data) > 5000  # axes, a curve and labels, not an empty canvas
 
 
 def epoch_losses(outcome_or_history):
@@ -38,8 +44,11 @@ def assert_loss_falls(losses, factor):
 def test_digit_sum_text(tmp_path, capsys):
     outcome = run(tmp_path, 'digit_sum_text', '--max-steps', '60',
                   '--num-train', '2000', '--test-sizes', '5', '40',
-                  '--test-per-size', '50')
+                  '--test-per-size', '50', plot=True)
     assert_loss_falls(epoch_losses(outcome), 0.5)
+    assert outcome.results['plot'] == str(tmp_path / 'run' /
+                                          'accuracy_vs_size.png')
+    assert_png(tmp_path / 'run' / 'accuracy_vs_size.png')
     rows = outcome.results['per_size']
     assert [r['size'] for r in rows] == [5, 40]
     assert all(r['num_sets'] == 50 for r in rows)
@@ -132,8 +141,9 @@ def test_population_statistics(tmp_path):
     outcome = run(tmp_path, 'population_statistics', '--max-steps', '60',
                   '--train-sizes', '16', '8', '--num-test', '16',
                   '--min-size', '20', '--max-size', '30', '--batch-size',
-                  '8', '--lr', '1e-2')
+                  '8', '--lr', '1e-2', plot=True)
     rows = outcome.results['per_train_size']
+    assert_png(tmp_path / 'run' / 'mse_vs_train_size_rotation.png')
     assert [r['num_train_sets'] for r in rows] == [8, 16]
     assert sorted(outcome.models) == ['n16', 'n8']
     for n in (8, 16):
