@@ -135,18 +135,42 @@ def test_quantile_matches_pyg_where_pyg_works():
     assert torch.equal(pool(x, index, aggr=aggr), aggr(x, index))
 
 
-def test_padding_aggregations_without_rows_give_zeros_of_their_width():
-    x = torch.randn(0, 4)
-    index = torch.zeros(0, dtype=torch.long)
-    for aggr, width in [(A.SortAggregation(k=2), 8),
-                        (A.LSTMAggregation(4, 6), 6),
-                        (A.SetTransformerAggregation(4, heads=1), 4)]:
-        out = pool(x, index, dim_size=3, aggr=aggr)
-        assert torch.equal(out, torch.zeros(3, width)), aggr
-    # Where PyG gives a value without rows, it is kept.
-    aggr = A.MulAggregation()
-    assert torch.equal(pool(x, index, dim_size=2, aggr=aggr),
-                       torch.ones(2, 4))
+@pytest.mark.parametrize('make, width', [
+    (lambda: A.SortAggregation(k=2), 8),
+    (lambda: A.SetTransformerAggregation(4, heads=1), 4),
+    (lambda: A.GraphMultisetTransformer(4, k=2, heads=1), 4),
+    (lambda: A.Set2Set(4, processing_steps=2), 8),
+    (lambda: A.MulAggregation(), 4),
+    (lambda: MultiAggregation(['sum', A.SortAggregation(k=1)]), 8),
+])
+@pytest.mark.parametrize('dim_size', [1, 2, 3])
+def test_empty_sets_without_rows_get_pygs_empty_set_value(make, width,
+                                                          dim_size):
+    # PyG's padding aggregations fail without rows for two sets or more and
+    # give a value for one: every empty set must get the value PyG gives an
+    # empty set next to a non-empty one, whatever the number of sets.
+    torch.manual_seed(0)
+    aggr = make().eval()
+    x = torch.randn(1, 4)
+    beside = aggr(x, torch.tensor([0]), dim_size=2)[1]
+    out = pool(x[:0], torch.zeros(0, dtype=torch.long), dim_size=dim_size,
+               aggr=aggr)
+    assert out.shape == (dim_size, width)
+    assert torch.allclose(out, beside.expand(dim_size, width)), out
+    # ptr alike.
+    out_ptr = pool(x[:0], ptr=torch.zeros(dim_size + 1, dtype=torch.long),
+                   aggr=aggr)
+    assert torch.equal(out_ptr, out)
+
+
+def test_empty_sets_without_rows_have_finite_gradients():
+    aggr = A.SetTransformerAggregation(4, heads=1)
+    x = torch.randn(0, 4, requires_grad=True)
+    out = pool(x, torch.zeros(0, dtype=torch.long), dim_size=3, aggr=aggr)
+    out.sum().backward()
+    grads = [p.grad for p in aggr.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    assert x.grad is None or torch.equal(x.grad, torch.zeros(0, 4))
 
 
 @pytest.mark.parametrize('aggr', [

@@ -333,10 +333,11 @@ def apply_aggr(aggr: Aggregation, x: Tensor, index: Optional[Tensor],
     Gives what PyG's aggregation gives, empty sets included, with two
     additions: rows need not be grouped by set for the aggregations that pad
     sets densely (:data:`SORTED_INPUT`; they are stably sorted first), and
-    where PyG fails on empty sets the result is the value PyG gives other
-    empty sets (quantiles, including the median: their :obj:`fill_value`),
-    else 0 (padding aggregations fail on input without rows). Sum, mean and
-    max run through
+    where PyG fails on some empty sets, or gives a value that depends on the
+    other sets of the batch, every empty set gets the value PyG gives an
+    empty set next to non-empty ones (quantiles, including the median: their
+    :obj:`fill_value`; padding aggregations, which fail on input without
+    rows for two sets or more). Sum, mean and max run through
     :func:`~torch_geometric_deepsets._kernels.segment_pool`.
     """
     reduce = _FAST_REDUCE.get(type(aggr))
@@ -355,7 +356,7 @@ def apply_aggr(aggr: Aggregation, x: Tensor, index: Optional[Tensor],
     if isinstance(aggr, QuantileAggregation):
         return _quantile(aggr, x, index, dim_size, dim)
     if x.size(dim) == 0:
-        return _without_rows(aggr, x, index, ptr, dim_size, dim)
+        return _without_rows(aggr, x, index, dim_size, dim)
     # Only PyG's padding aggregations take the argument.
     kwargs = {} if max_num_elements is None else {
         'max_num_elements': max_num_elements}
@@ -363,18 +364,20 @@ def apply_aggr(aggr: Aggregation, x: Tensor, index: Optional[Tensor],
 
 
 def _without_rows(aggr: Aggregation, x: Tensor, index: Tensor,
-                  ptr: Optional[Tensor], dim_size: int, dim: int) -> Tensor:
-    r"""Input without rows: PyG's value where PyG gives one, else 0."""
-    try:
-        return aggr(x, index, ptr=ptr, dim_size=dim_size, dim=dim)
-    except (RuntimeError, IndexError, ValueError):
-        # Padding aggregations fail on an empty dense batch; zeros of the
-        # width they would give.
-        rows = x.new_zeros(x.shape[:dim] + (1, ) + x.shape[dim + 1:])
-        one = aggr(rows, index.new_zeros(1), dim_size=1, dim=dim)
-        shape = list(one.shape)
-        shape[dim] = dim_size
-        return one.new_zeros(shape)
+                  dim_size: int, dim: int) -> Tensor:
+    r"""Input without rows: every set gets the value PyG gives an empty set
+    next to non-empty ones.
+
+    PyG's aggregations that pad sets densely fail on input without rows when
+    there are two sets or more, and give a value for one set, so calling
+    them directly would make an empty set's result depend on how many sets
+    share the batch. One extra set of one zero row, put in front and dropped
+    again, gives every set the same value in every batch."""
+    shape = list(x.shape)
+    shape[dim] = 1
+    out = aggr(x.new_zeros(shape), index.new_zeros(1), dim_size=dim_size + 1,
+               dim=dim)
+    return out.narrow(dim, 1, dim_size)
 
 
 def _quantile(aggr: QuantileAggregation, x: Tensor, index: Tensor,
@@ -410,8 +413,9 @@ def pool(
 
     An empty set (an id below :obj:`dim_size` that owns no row) pools to
     what PyG's aggregation gives for it (0 for :obj:`"sum"`, :obj:`"mean"`
-    and :obj:`"max"`, with finite gradients), or to 0 where PyG's
-    aggregation fails on it.
+    and :obj:`"max"`, with finite gradients), in every batch: where PyG's
+    aggregation fails on some empty sets, or on input without rows, every
+    empty set gets the value PyG gives an empty set next to non-empty ones.
 
     Args:
         x (torch.Tensor): Element features.
