@@ -471,6 +471,17 @@ def call_with_sets(module: torch.nn.Module, x: Tensor, before: tuple,
                                     dim_size=dim_size, dim=dim, **kwargs)
 
 
+def call_validated(module: torch.nn.Module, *args: Any,
+                   **kwargs: Any) -> Tensor:
+    r"""Runs a layer or model of the package (hooks included) from inside
+    another one's :meth:`forward`, on input that the enclosing
+    :func:`call_with_sets` validated: arguments as that :meth:`forward`
+    takes them (:obj:`dim` non-negative, :obj:`dim_size` filled in). A
+    stack of layers thus validates its input once per call, not once per
+    layer."""
+    return torch.nn.Module.__call__(module, *args, **kwargs)
+
+
 def check_dtype(x: Tensor, module: torch.nn.Module) -> None:
     r"""Raises a :class:`TypeError` that says what to convert when :obj:`x`
     cannot enter :obj:`module`: integers into a first layer that is not an

@@ -1,4 +1,5 @@
 import io
+import sys
 
 import pytest
 import torch
@@ -293,3 +294,27 @@ def test_dtypes_match_float32(dtype):
     tol = {torch.float16: 3e-2, torch.bfloat16: 1e-1, torch.float64: 1e-5}
     assert float((out.float() - ref).abs().max()) <= \
         tol[dtype] * float(ref.abs().max())
+
+
+def test_input_is_validated_once_per_call_not_per_layer(monkeypatch):
+    # Blocks and layers get input the model validated: the prologue runs
+    # once however deep the stack, while hooks on a block still run.
+    pool_module = sys.modules['torch_geometric_deepsets.pool']
+    calls = []
+    resolve = pool_module.resolve_sets
+    monkeypatch.setattr(pool_module, 'resolve_sets',
+                        lambda *a, **k: calls.append(1) or resolve(*a, **k))
+    model = DeepSetsPlusPlus(3, 8, 2, num_blocks=4)
+    seen = []
+    model.blocks[3].register_forward_hook(lambda m, i, o: seen.append(o))
+    x, batch = make_batch([4, 0, 2], 3)
+    out = model(x, batch, dim_size=3)
+    assert len(calls) == 1
+    assert len(seen) == 1
+    h = torch.relu(set_norm(seen[0], batch, 3, model.norm_out.weight,
+                            model.norm_out.bias))
+    assert torch.allclose(out, model.lin_out(h, batch, dim_size=3),
+                          atol=1e-6)
+    calls.clear()
+    model.blocks[0](x.new_ones(6, 8), batch, dim_size=3)
+    assert len(calls) == 1

@@ -1,4 +1,5 @@
 import io
+import sys
 
 import pytest
 import torch
@@ -161,3 +162,23 @@ def test_act_replaced_after_construction_is_used():
     hidden = torch.tanh(model.layers[0](x, batch))
     assert torch.allclose(model(x, batch), model.layers[1](hidden, batch),
                           atol=1e-6)
+
+
+def test_input_is_validated_once_per_call_not_per_layer(monkeypatch):
+    # The layers of the stack get input the model validated: the prologue
+    # runs once, while hooks on a layer still run.
+    pool_module = sys.modules['torch_geometric_deepsets.pool']
+    calls = []
+    resolve = pool_module.resolve_sets
+    monkeypatch.setattr(pool_module, 'resolve_sets',
+                        lambda *a, **k: calls.append(1) or resolve(*a, **k))
+    model = DeepSetsEquivariant([3, 8, 8, 8, 2], readout='sum')
+    seen = []
+    model.layers[2].register_forward_hook(lambda m, i, o: seen.append(o))
+    x, batch = make_batch([4, 0, 2], 3)
+    out = model(x, batch, dim_size=3)
+    assert len(calls) == 1
+    assert len(seen) == 1 and seen[0].shape == (6, 8)
+    assert torch.equal(out, model.readout(
+        model.layers[3](torch.relu(seen[0]), batch, dim_size=3), batch,
+        dim_size=3))

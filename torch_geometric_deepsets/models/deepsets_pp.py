@@ -11,6 +11,7 @@ from torch_geometric_deepsets.models._utils import check_dropout
 from torch_geometric_deepsets.pool import (
     AggrType,
     apply_aggr,
+    call_validated,
     call_with_sets,
     element_index,
     resolve_aggr,
@@ -154,10 +155,11 @@ class EquivariantResidualBlock(torch.nn.Module):
         """
         index = element_index(x, batch, ptr)
         h = _pre_activate(self.norm1, self.act, x, index, dim_size)
-        h = self.lin1(h, index, dim_size=dim_size)
+        h = call_validated(self.lin1, h, index, dim_size=dim_size, dim=0)
         h = _pre_activate(self.norm2, self.act, h, index, dim_size)
         h = F.dropout(h, p=self.dropout, training=self.training)
-        return x + self.lin2(h, index, dim_size=dim_size)
+        return x + call_validated(self.lin2, h, index, dim_size=dim_size,
+                                  dim=0)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.channels}, '
@@ -290,11 +292,11 @@ class DeepSetsPlusPlus(torch.nn.Module):
         :meth:`EquivariantResidualBlock.forward`."""
         # The set of every row, found once for all layers.
         index = element_index(x, batch, ptr)
-        h = self.lin_in(x, index, dim_size=dim_size)
+        h = call_validated(self.lin_in, x, index, dim_size=dim_size, dim=0)
         for block in self.blocks:
-            h = block(h, index, dim_size=dim_size)
+            h = call_validated(block, h, index, dim_size=dim_size, dim=0)
         h = _pre_activate(self.norm_out, self.act, h, index, dim_size)
-        h = self.lin_out(h, index, dim_size=dim_size)
+        h = call_validated(self.lin_out, h, index, dim_size=dim_size, dim=0)
         if self.readout is not None:
             h = apply_aggr(self.readout, h, index, ptr, dim_size, 0)
         return h

@@ -16,6 +16,7 @@ from torch_geometric_deepsets.models._utils import (
 from torch_geometric_deepsets.pool import (
     AggrType,
     apply_aggr,
+    call_validated,
     call_with_sets,
     element_index,
     resolve_aggr,
@@ -190,7 +191,7 @@ class DeepSetsEquivariant(torch.nn.Module):
                 x = fusion(x, context, index)
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
-            x = layer(x, index, dim_size=dim_size, dim=dim)
+            x = call_validated(layer, x, index, dim_size=dim_size, dim=dim)
             if i < last or not self.plain_last:
                 if self.act is not None:
                     x = self.act(x)
