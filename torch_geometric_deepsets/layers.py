@@ -11,6 +11,7 @@ from torch_geometric_deepsets.pool import (
     apply_aggr,
     broadcast,
     call_with_sets,
+    check_int,
     pooled_width,
     resolve_aggr,
 )
@@ -78,16 +79,8 @@ class PermutationEquivariantLayer(torch.nn.Module):
         aggr_kwargs: Optional[Dict[str, Any]] = None,
     ) -> None:
         super().__init__()
-        for name, value in (('in_channels', in_channels),
-                            ('out_channels', out_channels)):
-            lazy_ok = name == 'in_channels' and value == -1
-            if isinstance(value, bool) or not isinstance(value, int) \
-                    or (value <= 0 and not lazy_ok):
-                raise ValueError(f"'{name}' must be a positive int (or -1 "
-                                 f"for 'in_channels', found at the first "
-                                 f"call) (got {value!r})")
-        self.in_channels = in_channels
-        self.out_channels = out_channels
+        self.in_channels = check_int('in_channels', in_channels, lazy=True)
+        self.out_channels = check_int('out_channels', out_channels)
         self.tied = tied
         self.aggr_module = resolve_aggr(aggr, aggr_kwargs)
 

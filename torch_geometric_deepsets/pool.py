@@ -57,6 +57,25 @@ def value_checks_enabled(tensor: Tensor) -> bool:
                                  and not torch.compiler.is_compiling())
 
 
+def check_int(name: str, value: Any, minimum: int = 1,
+              maximum: Optional[int] = None, lazy: bool = False) -> int:
+    r"""Raises a :class:`ValueError` naming :obj:`name` unless :obj:`value`
+    is an int (not a bool) in :obj:`[minimum, maximum]`, or :obj:`-1` for a
+    :obj:`lazy` width (found at the first call); returns :obj:`value`."""
+    ok = not isinstance(value, bool) and isinstance(value, int) and (
+        (lazy and value == -1) or
+        (value >= minimum and (maximum is None or value <= maximum)))
+    if not ok:
+        if maximum is not None:
+            bound = f'an int in [{minimum}, {maximum}]'
+        else:
+            bound = {0: 'a non-negative int', 1: 'a positive int'}.get(
+                minimum, f'an int >= {minimum}')
+        hint = ', or -1 to find it at the first call' if lazy else ''
+        raise ValueError(f"'{name}' must be {bound}{hint} (got {value!r})")
+    return value
+
+
 def _check_integer(name: str, value: Any) -> None:
     if not isinstance(value, Tensor):
         hint = ''

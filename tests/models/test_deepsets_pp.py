@@ -244,8 +244,20 @@ def test_bad_input():
         DeepSetsPlusPlus(3, 8, 2, -1)
     with pytest.raises(ValueError, match="'dropout' must lie in"):
         EquivariantResidualBlock(8, dropout=1.0)
-    with pytest.raises(ValueError, match="'in_channels' must be a positive"):
-        EquivariantResidualBlock(0)
+    # Each error names the argument given, not the layer built from it.
+    for bad in (0, -1, 2.0):
+        with pytest.raises(ValueError, match="'channels' must be a positive"):
+            EquivariantResidualBlock(bad)
+    for name in ('hidden_channels', 'out_channels'):
+        args = dict(in_channels=3, hidden_channels=8, out_channels=2)
+        with pytest.raises(ValueError, match=f"^'{name}' must be a positive "
+                           f"int \\(got 0\\)$"):
+            DeepSetsPlusPlus(**dict(args, **{name: 0}), num_blocks=1)
+    with pytest.raises(ValueError, match="'in_channels' must be a positive "
+                       "int, or -1"):
+        DeepSetsPlusPlus(0, 8, 2, 1)
+    with pytest.raises(ValueError, match="'dropout' must lie in"):
+        DeepSetsPlusPlus(3, 8, 2, 0, dropout=1.5)  # no block to check it
     model = DeepSetsPlusPlus(3, 8, 2, 1)
     with pytest.raises(ValueError, match="'x' has 4 features per element but "
                        "the model expects 3"):

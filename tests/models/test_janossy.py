@@ -251,7 +251,8 @@ def test_repr_reset_and_state_dict():
 
 
 def test_bad_input():
-    with pytest.raises(ValueError, match="'k' must be an int >= 1"):
+    with pytest.raises(ValueError, match=r"'k' must be a positive int "
+                       r"\(got 0\)"):
         JanossyPooling([3, 8], [8, 2], k=0)
     with pytest.raises(ValueError, match="'phi' takes 5 input channels, "
                        "which is not k=2 elements"):
@@ -478,7 +479,8 @@ def test_pisgd_bad_input():
     with pytest.raises(ValueError, match="'rho' takes 4 input channels but "
                        "'phi' gives 8"):
         JanossyPiSGD(torch.nn.GRU(3, 8), [4, 2])
-    with pytest.raises(ValueError, match="'num_eval_samples' must be an int"):
+    with pytest.raises(ValueError, match="'num_eval_samples' must be a "
+                       "positive int"):
         JanossyPiSGD(torch.nn.GRU(3, 8), [8, 2], num_eval_samples=0)
     model = JanossyPiSGD(torch.nn.GRU(3, 8), [8, 2])
     with pytest.raises(ValueError, match="'x' has 2 features per element but "

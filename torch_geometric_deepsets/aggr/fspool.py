@@ -7,7 +7,11 @@ from torch.nn import Parameter
 from torch_geometric.nn.aggr import Aggregation
 from torch_geometric.utils import cumsum
 from torch_geometric_deepsets._kernels import segment_pool, set_counts
-from torch_geometric_deepsets.pool import call_with_sets, element_index
+from torch_geometric_deepsets.pool import (
+    call_with_sets,
+    check_int,
+    element_index,
+)
 
 
 class FSPool(Aggregation):
@@ -61,14 +65,8 @@ class FSPool(Aggregation):
     """
     def __init__(self, in_channels: int, num_pieces: int) -> None:
         super().__init__()
-        for name, value in (('in_channels', in_channels),
-                            ('num_pieces', num_pieces)):
-            if isinstance(value, bool) or not isinstance(value, int) \
-                    or value <= 0:
-                raise ValueError(f"'{name}' must be a positive int "
-                                 f"(got {value!r})")
-        self.in_channels = in_channels
-        self.num_pieces = num_pieces
+        self.in_channels = check_int('in_channels', in_channels)
+        self.num_pieces = check_int('num_pieces', num_pieces)
         self.weight = Parameter(torch.empty(in_channels, num_pieces + 1))
         self.reset_parameters()
 

@@ -24,6 +24,7 @@ from torch_geometric_deepsets.models._utils import (
 from torch_geometric_deepsets.pool import (
     AggrType,
     call_with_sets,
+    check_int,
     element_index,
     pooled_width,
     resolve_aggr,
@@ -105,10 +106,7 @@ class DeepSetsConditional(torch.nn.Module):
         if fusion not in FUSIONS:
             raise ValueError(f"Unknown 'fusion' {fusion!r}; valid options are "
                              f"{', '.join(repr(f) for f in FUSIONS)}")
-        if isinstance(context_channels, bool) or not isinstance(
-                context_channels, int) or context_channels <= 0:
-            raise ValueError(f"'context_channels' must be a positive int "
-                             f"(got {context_channels!r})")
+        check_int('context_channels', context_channels)
         check_dropout(dropout)
         self.context_channels = context_channels
         self.fusion = fusion

@@ -13,6 +13,7 @@ from torch_geometric_deepsets.pool import (
     apply_aggr,
     call_validated,
     call_with_sets,
+    check_int,
     element_index,
     resolve_aggr,
 )
@@ -109,7 +110,7 @@ class EquivariantResidualBlock(torch.nn.Module):
     ) -> None:
         super().__init__()
         check_dropout(dropout)
-        self.channels = channels
+        self.channels = check_int('channels', channels)
         self.tied = tied
         self.norm = norm
         self.dropout = dropout
@@ -238,14 +239,11 @@ class DeepSetsPlusPlus(torch.nn.Module):
         aggr_kwargs: Optional[Dict[str, Any]] = None,
     ) -> None:
         super().__init__()
-        if isinstance(num_blocks, bool) or not isinstance(num_blocks, int) \
-                or num_blocks < 0:
-            raise ValueError(f"'num_blocks' must be a non-negative int "
-                             f"(got {num_blocks!r})")
-        self.in_channels = in_channels
-        self.hidden_channels = hidden_channels
-        self.out_channels = out_channels
-        self.num_blocks = num_blocks
+        self.in_channels = check_int('in_channels', in_channels, lazy=True)
+        self.hidden_channels = check_int('hidden_channels', hidden_channels)
+        self.out_channels = check_int('out_channels', out_channels)
+        self.num_blocks = check_int('num_blocks', num_blocks, minimum=0)
+        check_dropout(dropout)
         self.tied = tied
         self.norm = norm
         self.dropout = dropout

@@ -18,6 +18,7 @@ from torch_geometric_deepsets.pool import (
     apply_aggr,
     call_validated,
     call_with_sets,
+    check_int,
     element_index,
     resolve_aggr,
 )
@@ -103,12 +104,8 @@ class DeepSetsEquivariant(torch.nn.Module):
                              f"least two positive ints (in may be -1, found "
                              f"at the first call) (got {channels!r})")
         check_dropout(dropout)
-        if context_channels is not None and (
-                isinstance(context_channels, bool)
-                or not isinstance(context_channels, int)
-                or context_channels <= 0):
-            raise ValueError(f"'context_channels' must be a positive int "
-                             f"(got {context_channels!r})")
+        if context_channels is not None:
+            check_int('context_channels', context_channels)
         if fusion not in FUSIONS:
             raise ValueError(f"Unknown 'fusion' {fusion!r}; valid options are "
                              f"{', '.join(repr(f) for f in FUSIONS)}")

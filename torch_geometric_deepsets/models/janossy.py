@@ -21,6 +21,7 @@ from torch_geometric_deepsets.models._utils import (
 from torch_geometric_deepsets.pool import (
     AggrType,
     call_with_sets,
+    check_int,
     element_index,
     pooled_width,
     resolve_aggr,
@@ -29,16 +30,6 @@ from torch_geometric_deepsets.pool import (
 #: The largest :obj:`max_tuples` allowed: tuple counts are then computed in
 #: int64 without overflow (saturating at :obj:`max_tuples + 1`).
 MAX_TUPLE_BUDGET = 2**31
-
-
-def _check_int(name: str, value: Any, minimum: int,
-               maximum: Optional[int] = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or \
-            value < minimum or (maximum is not None and value > maximum):
-        bound = f'>= {minimum}' if maximum is None else \
-            f'in [{minimum}, {maximum}]'
-        raise ValueError(f"'{name}' must be an int {bound} (got {value!r})")
-    return value
 
 
 def _element_width(phi: torch.nn.Module, k: int,
@@ -259,9 +250,9 @@ class JanossyPooling(Aggregation):
         aggr_kwargs: Optional[Dict[str, Any]] = None,
     ) -> None:
         super().__init__()
-        self.k = _check_int('k', k, 1)
-        self.max_tuples = _check_int('max_tuples', max_tuples, 1,
-                                     MAX_TUPLE_BUDGET)
+        self.k = check_int('k', k)
+        self.max_tuples = check_int('max_tuples', max_tuples,
+                                    maximum=MAX_TUPLE_BUDGET)
         _build_phi_rho(self, phi, rho, k, aggr, act, dropout, aggr_kwargs)
 
     def reset_parameters(self) -> None:
@@ -371,10 +362,10 @@ class JanossyPiSGD(Aggregation):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        self.k = None if k is None else _check_int('k', k, 1)
-        self.num_samples = _check_int('num_samples', num_samples, 1)
-        self.num_eval_samples = _check_int('num_eval_samples',
-                                           num_eval_samples, 1)
+        self.k = None if k is None else check_int('k', k)
+        self.num_samples = check_int('num_samples', num_samples)
+        self.num_eval_samples = check_int('num_eval_samples',
+                                          num_eval_samples)
         if k is None:
             if not isinstance(phi, torch.nn.RNNBase):
                 raise TypeError(f"Without 'k', 'phi' must be a recurrent "

@@ -6,8 +6,9 @@ from torch.nn import Dropout, Linear
 
 from torch_geometric.nn.inits import reset
 from torch_geometric.nn.resolver import activation_resolver
+from torch_geometric_deepsets.models._utils import check_dropout
 from torch_geometric_deepsets.models.equivariant import DeepSetsEquivariant
-from torch_geometric_deepsets.pool import AggrType, pooled_width
+from torch_geometric_deepsets.pool import AggrType, check_int, pooled_width
 
 
 class DeepSetsPointCloud(torch.nn.Module):
@@ -76,16 +77,11 @@ class DeepSetsPointCloud(torch.nn.Module):
                             ('num_classes', num_classes),
                             ('hidden_channels', hidden_channels),
                             ('num_layers', num_layers)):
-            if isinstance(value, bool) or not isinstance(value, int) \
-                    or value <= 0:
-                raise ValueError(f"'{name}' must be a positive int "
-                                 f"(got {value!r})")
+            check_int(name, value)
         if readout is None:
             raise ValueError("'readout' must be given: the classifier needs "
                              "one row per point cloud")
-        if isinstance(dropout, bool) or not isinstance(
-                dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"'dropout' must lie in [0, 1) (got {dropout!r})")
+        check_dropout(dropout)
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.hidden_channels = hidden_channels
