@@ -128,7 +128,7 @@ def test_channel_lists_and_aggr_are_checked_at_construction():
     for bad in ([3], [3, 0], [3, -2, 4], [3, 8.0], [-1, -1]):
         with pytest.raises(ValueError, match="'phi' as a channel list"):
             DeepSetsInvariant(bad, [8, 2])
-    with pytest.raises(ValueError, match="'channels' must be a list"):
+    with pytest.raises(ValueError, match="'channels' as a channel list"):
         DeepSetsEquivariant([3, -1])
     with pytest.raises(ValueError, match="did you mean 'sum'"):
         DeepSetsEquivariant([3, 4], aggr='summ')

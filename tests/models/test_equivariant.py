@@ -113,8 +113,9 @@ def test_repr_reset_and_state_dict():
 
 
 def test_bad_input():
-    with pytest.raises(ValueError, match="'channels' must be a list"):
-        DeepSetsEquivariant([3])
+    for bad in ([3], [3, 0], [3, -2, 4], [3, 8.0], [-1, -1], 3, 'abc'):
+        with pytest.raises(ValueError, match="'channels' as a channel list"):
+            DeepSetsEquivariant(bad)
     with pytest.raises(ValueError, match="'dropout' must lie in"):
         DeepSetsEquivariant([3, 2], dropout=1.5)
     with pytest.raises(ValueError, match="Unknown 'aggr'"):

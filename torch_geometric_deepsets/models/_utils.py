@@ -27,8 +27,8 @@ def check_channels(spec: Sequence[int], name: str) -> List[int]:
     r"""Validates a channel list :obj:`[in, hidden..., out]`: at least two
     entries, positive ints, the first one :obj:`-1` for a lazy input width
     (found at the first call, as PyG's :class:`MLP` does)."""
-    channels = list(spec)
-    ok = len(channels) >= 2 and all(
+    channels = list(spec) if isinstance(spec, (list, tuple)) else spec
+    ok = isinstance(channels, list) and len(channels) >= 2 and all(
         isinstance(c, int) and not isinstance(c, bool) for c in channels)
     if ok:
         ok = (channels[0] > 0 or channels[0] == -1) and all(
@@ -289,6 +289,12 @@ def phi_pool(phi: torch.nn.Module, aggr: Aggregation, x: Tensor,
 FUSIONS = ('concat', 'film', 'add')
 
 
+def check_fusion(fusion: object) -> None:
+    if fusion not in FUSIONS:
+        raise ValueError(f"Unknown 'fusion' {fusion!r}; valid options are "
+                         f"{', '.join(repr(f) for f in FUSIONS)}")
+
+
 def check_context(context: object, num_sets: int, channels: int,
                   dtype: torch.dtype, index_name: str = 'batch') -> None:
     r"""Raises unless :obj:`context` holds one row of :obj:`channels`
@@ -339,9 +345,7 @@ class ContextFusion(torch.nn.Module):
     def __init__(self, fusion: str, context_channels: int,
                  channels: Optional[int] = None) -> None:
         super().__init__()
-        if fusion not in FUSIONS:
-            raise ValueError(f"Unknown 'fusion' {fusion!r}; valid options are "
-                             f"{', '.join(repr(f) for f in FUSIONS)}")
+        check_fusion(fusion)
         self.fusion = fusion
         self.context_channels = context_channels
         self.lin = None

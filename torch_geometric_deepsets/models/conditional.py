@@ -6,7 +6,6 @@ from torch import Tensor
 from torch_geometric.nn import MLP
 from torch_geometric.nn.inits import reset
 from torch_geometric_deepsets.models._utils import (
-    FUSIONS,
     ActType,
     ContextFusion,
     ModuleSpec,
@@ -15,6 +14,7 @@ from torch_geometric_deepsets.models._utils import (
     check_channels,
     check_context,
     check_dropout,
+    check_fusion,
     check_rho_input,
     in_channels_of,
     out_channels_of,
@@ -103,9 +103,7 @@ class DeepSetsConditional(torch.nn.Module):
         aggr_kwargs: Optional[Dict[str, Any]] = None,
     ) -> None:
         super().__init__()
-        if fusion not in FUSIONS:
-            raise ValueError(f"Unknown 'fusion' {fusion!r}; valid options are "
-                             f"{', '.join(repr(f) for f in FUSIONS)}")
+        check_fusion(fusion)
         check_int('context_channels', context_channels)
         check_dropout(dropout)
         self.context_channels = context_channels

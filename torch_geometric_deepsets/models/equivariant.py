@@ -7,11 +7,12 @@ from torch import Tensor
 from torch_geometric.nn.resolver import activation_resolver
 from torch_geometric_deepsets.layers import PermutationEquivariantLayer
 from torch_geometric_deepsets.models._utils import (
-    FUSIONS,
     ActType,
     ContextFusion,
+    check_channels,
     check_context,
     check_dropout,
+    check_fusion,
 )
 from torch_geometric_deepsets.pool import (
     AggrType,
@@ -95,21 +96,12 @@ class DeepSetsEquivariant(torch.nn.Module):
         fusion: str = 'concat',
     ) -> None:
         super().__init__()
-        if not isinstance(channels, (list, tuple)) or len(channels) < 2 or \
-                not all(isinstance(c, int) and not isinstance(c, bool)
-                        for c in channels) or \
-                not (channels[0] > 0 or channels[0] == -1) or \
-                not all(c > 0 for c in channels[1:]):
-            raise ValueError(f"'channels' must be a list [in, ..., out] of at "
-                             f"least two positive ints (in may be -1, found "
-                             f"at the first call) (got {channels!r})")
+        channels = check_channels(channels, 'channels')
         check_dropout(dropout)
         if context_channels is not None:
             check_int('context_channels', context_channels)
-        if fusion not in FUSIONS:
-            raise ValueError(f"Unknown 'fusion' {fusion!r}; valid options are "
-                             f"{', '.join(repr(f) for f in FUSIONS)}")
-        self.channels = list(channels)
+        check_fusion(fusion)
+        self.channels = channels
         self.tied = tied
         self.dropout = dropout
         self.plain_last = plain_last
