@@ -188,14 +188,16 @@ def test_custom_phi_of_the_wrong_width_names_both_widths():
         DeepSetsInvariant(torch.nn.Sequential(torch.nn.Linear(3, 12),
                                               torch.nn.ReLU()), [8, 2])
     model = DeepSetsInvariant(Doubling(3), [8, 2])
-    with pytest.raises(ValueError, match=r"'phi' pooled with "
-                       r"SumAggregation\(\) gives 12 features per set but "
-                       r"'rho' takes 8"):
+    with pytest.raises(ValueError, match=r"'rho' takes 8 input channels but "
+                       r"'phi' pooled with SumAggregation\(\) gives 12 "
+                       r"features per set; make rho's input width 12"):
         model(torch.randn(4, 3), torch.tensor([0, 0, 1, 1]))
     conditional = DeepSetsConditional(Doubling(5), torch.nn.Linear(9, 1),
                                       context_channels=2)
-    with pytest.raises(ValueError, match=r"gives 12 \+ 2 context features "
-                       r"per set but 'rho' takes 9"):
+    with pytest.raises(ValueError, match=r"'rho' takes 9 input channels but "
+                       r"'phi' pooled with SumAggregation\(\) gives 12 \+ 2 "
+                       r"context features per set; make rho's input width "
+                       r"14"):
         conditional(torch.randn(4, 3), torch.randn(2, 2),
                     torch.tensor([0, 0, 1, 1]))
 

@@ -172,7 +172,8 @@ def test_bad_input():
     with pytest.raises(ValueError, match="'context_channels' must be"):
         DeepSetsConditional([3, 8], [8, 2], context_channels=0)
     with pytest.raises(ValueError, match="'rho' takes 9 input channels but "
-                       "gets 8 pooled \\+ 2 context"):
+                       "'phi' pooled with SumAggregation\\(\\) gives 8 \\+ 2 "
+                       "context features per set; make rho's input width 10"):
         DeepSetsConditional([3, 8], torch.nn.Linear(9, 1),
                             context_channels=2)
     model = DeepSetsConditional([3, 8], [8, 2], context_channels=2)

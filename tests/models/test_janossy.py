@@ -258,7 +258,8 @@ def test_bad_input():
                        "which is not k=2 elements"):
         JanossyPooling(torch.nn.Linear(5, 8), [8, 2], k=2)
     with pytest.raises(ValueError, match="'rho' takes 4 input channels but "
-                       "the pooled output of 'phi' has 8"):
+                       "'phi' pooled with MeanAggregation\\(\\) gives 8 "
+                       "features per set"):
         JanossyPooling([3, 8], [4, 2])
     model = JanossyPooling(torch.nn.Linear(6, 8), [8, 2], k=2)
     assert model.in_channels == 3
@@ -273,6 +274,12 @@ def test_bad_input():
     with pytest.raises(TypeError, match="'x' is torch.float64 but the "
                        "model's parameters are torch.float32"):
         model(torch.randn(4, 3, dtype=torch.float64))
+    # A custom phi shows its width at the first call, as in the core models.
+    wide = JanossyPooling(AbsDiff(), [2, 2], k=2)
+    with pytest.raises(ValueError, match=r"'rho' takes 2 input channels but "
+                       r"'phi' pooled with MeanAggregation\(\) gives 1 "
+                       r"features per set; make rho's input width 1"):
+        wide(torch.randn(4, 2), torch.tensor([0, 0, 1, 1]))
     # A lazy phi learns the tuple width at the first call.
     lazy = JanossyPooling([-1, 8], [8, 2], k=3)
     assert lazy(torch.randn(5, 2)).shape == (1, 2)
@@ -488,6 +495,12 @@ def test_pisgd_bad_input():
         model(torch.randn(4, 2))
     with pytest.raises(ValueError, match="'x' must be a matrix"):
         model(torch.randn(2, 4, 3))
+    # A custom tuple phi shows its width at the first call.
+    wide = JanossyPiSGD(AbsDiff(), torch.nn.Linear(2, 2), k=2)
+    with pytest.raises(ValueError, match=r"'rho' takes 2 input channels but "
+                       r"'phi' gives 1 features per set; make rho's input "
+                       r"width 1"):
+        wide(torch.randn(4, 2))
 
 
 def test_pisgd_k_device_path_reads_no_value():

@@ -174,18 +174,23 @@ def out_channels_of(module: torch.nn.Module) -> Optional[int]:
     return None
 
 
-def check_rho_input(rho: torch.nn.Module, pooled: int, aggr: Aggregation,
-                    extra: int = 0) -> None:
+def check_rho_input(rho: torch.nn.Module, pooled: Optional[int],
+                    aggr: Optional[Aggregation], extra: int = 0) -> None:
     r"""Raises a :class:`ValueError` naming both widths when :obj:`rho`,
-    whose input width is known, cannot take the :obj:`pooled` features of
-    :math:`\phi` pooled with :obj:`aggr` (plus :obj:`extra` context
-    features): a custom :math:`\phi` shows its width at the first call."""
+    whose input width is known, cannot take the :obj:`pooled` features per
+    set of :math:`\phi` (pooled with :obj:`aggr`, where given) plus
+    :obj:`extra` context features. Models check when they are built, where
+    :math:`\phi`'s width is known (:obj:`pooled` is :obj:`None` where it is
+    not), and at every call, where a custom :math:`\phi` shows it."""
     expected = in_channels_of(rho)
-    if expected is not None and expected > 0 and expected != pooled + extra:
-        context = f' + {extra} context' if extra else ''
-        raise ValueError(f"'phi' pooled with {aggr} gives {pooled}{context} "
-                         f"features per set but 'rho' takes {expected}; make "
-                         f"rho's input width {pooled + extra}")
+    if pooled is None or expected is None or expected <= 0 or \
+            expected == pooled + extra:
+        return
+    source = "'phi'" if aggr is None else f"'phi' pooled with {aggr}"
+    context = f' + {extra} context' if extra else ''
+    raise ValueError(f"'rho' takes {expected} input channels but {source} "
+                     f"gives {pooled}{context} features per set; make rho's "
+                     f"input width {pooled + extra}")
 
 
 def _keeps_width(module: torch.nn.Module) -> bool:

@@ -148,12 +148,9 @@ class DeepSetsConditional(torch.nn.Module):
 
         rho_extra = context_channels if context_in_rho else 0
         self.rho = build_rho(rho, 'rho', act, norm, dropout, rho_extra)
-        pooled = pooled_width(self.aggr_module, out_channels_of(self.phi))
-        rho_in = in_channels_of(self.rho)
-        if pooled is not None and rho_in is not None and rho_in > 0 \
-                and rho_in != pooled + rho_extra:
-            raise ValueError(f"'rho' takes {rho_in} input channels but gets "
-                             f"{pooled} pooled + {rho_extra} context channels")
+        check_rho_input(self.rho, pooled_width(self.aggr_module,
+                                               out_channels_of(self.phi)),
+                        self.aggr_module, rho_extra)
 
     def reset_parameters(self) -> None:
         r"""Resets all learnable parameters of the module."""

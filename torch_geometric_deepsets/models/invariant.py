@@ -89,12 +89,9 @@ class DeepSetsInvariant(Aggregation):
         self.aggr_module = resolve_aggr(aggr, aggr_kwargs)
         self.in_channels = in_channels_of(self.phi)
 
-        rho_in = in_channels_of(self.rho)
-        width = pooled_width(self.aggr_module, out_channels_of(self.phi))
-        if width is not None and rho_in is not None and rho_in > 0 \
-                and width != rho_in:
-            raise ValueError(f"'rho' takes {rho_in} input channels but 'phi' "
-                             f"pooled with {self.aggr_module} gives {width}")
+        check_rho_input(self.rho, pooled_width(self.aggr_module,
+                                               out_channels_of(self.phi)),
+                        self.aggr_module)
 
     def reset_parameters(self) -> None:
         r"""Resets all learnable parameters of the module."""

@@ -14,6 +14,7 @@ from torch_geometric_deepsets.models._utils import (
     build_phi,
     build_rho,
     check_dropout,
+    check_rho_input,
     in_channels_of,
     out_channels_of,
     phi_pool,
@@ -61,13 +62,10 @@ def _build_phi_rho(obj: torch.nn.Module, phi: ModuleSpec, rho: ModuleSpec,
     obj.aggr_module = None if aggr is None else resolve_aggr(aggr, aggr_kwargs)
     obj.in_channels = _element_width(obj.phi, k, phi)
 
-    width, rho_in = out_channels_of(obj.phi), in_channels_of(obj.rho)
-    if width is not None and obj.aggr_module is not None:
+    width = out_channels_of(obj.phi)
+    if obj.aggr_module is not None:
         width = pooled_width(obj.aggr_module, width)
-    if width is not None and rho_in is not None and rho_in > 0 \
-            and width != rho_in:
-        raise ValueError(f"'rho' takes {rho_in} input channels but the "
-                         f"pooled output of 'phi' has {width}")
+    check_rho_input(obj.rho, width, obj.aggr_module)
 
 
 def num_tuples(size: Tensor, k: int, cap: Optional[int] = None) -> Tensor:
@@ -287,6 +285,7 @@ class JanossyPooling(Aggregation):
         # front of phi's last affine layer, which then runs on B rows, not T.
         out = phi_pool(self.phi, self.aggr_module, tuples, tuple_set,
                        cumsum(count), dim_size, dim)
+        check_rho_input(self.rho, out.size(-1), self.aggr_module)
         return self.rho(out)
 
     def __repr__(self) -> str:
@@ -382,10 +381,7 @@ class JanossyPiSGD(Aggregation):
             self.in_channels = phi.input_size
             width = phi.proj_size if getattr(phi, 'proj_size', 0) > 0 \
                 else phi.hidden_size
-            rho_in = in_channels_of(self.rho)
-            if rho_in is not None and rho_in > 0 and rho_in != width:
-                raise ValueError(f"'rho' takes {rho_in} input channels but "
-                                 f"'phi' gives {width}")
+            check_rho_input(self.rho, width, None)
         else:
             _build_phi_rho(self, phi, rho, k, None, act, dropout, None)
 
@@ -420,6 +416,7 @@ class JanossyPiSGD(Aggregation):
         index = element_index(x, index, ptr)
         num = self.num_samples if self.training else self.num_eval_samples
         h = self.sample(x, index, dim_size, num)
+        check_rho_input(self.rho, h.size(-1), None)
         return self.rho(h.mean(dim=0))
 
     def sample(self, x: Tensor, index: Tensor, num_sets: int,
