@@ -111,15 +111,8 @@ def build_phi(spec: ModuleSpec, name: str, act: ActType = 'relu',
     batch norm would make one set's output depend on the other sets of a
     training batch), widened by :obj:`extra_in_channels`; a module is used
     as it is."""
-    if isinstance(spec, torch.nn.Module):
-        return spec
-    if isinstance(spec, (list, tuple)):
-        channels = check_channels(spec, name)
-        if channels[0] > 0:
-            channels[0] += extra_in_channels
-        return SplitMLP(channels, act=act, norm=norm, dropout=dropout)
-    raise TypeError(f"'{name}' must be a list of channels or a "
-                    f"torch.nn.Module (got {type(spec).__name__})")
+    return _build(SplitMLP, spec, name, act, norm, dropout,
+                  extra_in_channels)
 
 
 def build_rho(spec: ModuleSpec, name: str, act: ActType = 'relu',
@@ -128,13 +121,19 @@ def build_rho(spec: ModuleSpec, name: str, act: ActType = 'relu',
     r"""The set network from :obj:`spec`: a channel list becomes a PyG
     :class:`~torch_geometric.nn.models.MLP`, widened by
     :obj:`extra_in_channels`; a module is used as it is."""
+    return _build(MLP, spec, name, act, norm, dropout, extra_in_channels)
+
+
+def _build(cls: type, spec: ModuleSpec, name: str, act: ActType,
+           norm: Optional[str], dropout: float,
+           extra_in_channels: int) -> torch.nn.Module:
     if isinstance(spec, torch.nn.Module):
         return spec
     if isinstance(spec, (list, tuple)):
         channels = check_channels(spec, name)
         if channels[0] > 0:
             channels[0] += extra_in_channels
-        return MLP(channels, act=act, norm=norm, dropout=dropout)
+        return cls(channels, act=act, norm=norm, dropout=dropout)
     raise TypeError(f"'{name}' must be a list of channels or a "
                     f"torch.nn.Module (got {type(spec).__name__})")
 
