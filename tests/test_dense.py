@@ -106,3 +106,7 @@ def test_bad_input():
         from_dense(torch.randn(2, 3, 1), lengths=torch.tensor([1, 1, 1]))
     with pytest.raises(TypeError, match="'lengths' must be an integer"):
         from_dense(torch.randn(2, 3, 1), lengths=torch.tensor([1.0, 2.0]))
+    with pytest.raises(ValueError, match=r"'x' must be a matrix "
+                       r"\[num_elements, num_features\] \(got shape "
+                       r"\(2, 3, 1\)\)"):
+        to_dense(torch.randn(2, 3, 1), torch.tensor([0, 0, 1]))

@@ -304,6 +304,13 @@ def test_equivariant_model_with_context_errors():
         DeepSetsEquivariant([3, 2], context_channels=0)
     with pytest.raises(ValueError, match="Unknown 'fusion'"):
         DeepSetsEquivariant([3, 2], context_channels=2, fusion='mul')
+    # One context row per set leaves no room for leading dimensions.
+    with pytest.raises(ValueError, match=r"'x' must be a matrix "
+                       r"\[num_elements, num_features\] \(got shape "
+                       r"\(2, 4, 3\)\)"):
+        model(x.expand(2, 4, 3), batch, context=torch.randn(2, 2))
+    plain = DeepSetsEquivariant([3, 2])
+    assert torch.equal(plain(x.expand(2, 4, 3), batch)[1], plain(x, batch))
     assert str(model) == ("DeepSetsEquivariant([3, 8, 2], "
                           "aggr=SumAggregation(), tied=False, "
                           "context_channels=2, fusion='concat')")

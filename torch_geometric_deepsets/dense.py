@@ -113,10 +113,8 @@ def to_dense(x: Tensor, batch: Optional[Tensor] = None,
     Returns:
         :obj:`(x, mask)` of shapes :math:`(B, M, F)` and :math:`(B, M)`.
     """
-    if isinstance(x, Tensor) and x.dim() != 2:
-        raise ValueError(f"'x' must be a matrix [num_elements, num_features] "
-                         f"(got shape {tuple(x.shape)})")
-    batch, _, dim_size, _ = resolve_sets(x, batch, None, dim_size)
+    batch, _, dim_size, _ = resolve_sets(x, batch, None, dim_size,
+                                         matrix=True)
     if batch.numel() > 1 and bool((batch[1:] < batch[:-1]).any()):
         batch, perm = torch.sort(batch, stable=True)
         x = x[perm]

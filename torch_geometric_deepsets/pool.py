@@ -94,12 +94,14 @@ def _check_integer(name: str, value: Any) -> None:
 
 
 def check_x(x: Any, name: str = 'x', channels: Optional[int] = None,
-            dim: int = -2, any_dim: bool = False) -> int:
-    r"""Raises unless :obj:`x` is a tensor of at least two dimensions whose
-    last one (the features) has :obj:`channels` entries, where given, and
-    :obj:`dim` a dimension of it, other than the last unless
-    :obj:`any_dim` (pooling alone may run along the last dimension, as
-    PyG's aggregations do). Returns :obj:`dim` as a non-negative number."""
+            dim: int = -2, any_dim: bool = False,
+            matrix: bool = False) -> int:
+    r"""Raises unless :obj:`x` is a tensor of at least two dimensions (two
+    exactly with :obj:`matrix`) whose last one (the features) has
+    :obj:`channels` entries, where given, and :obj:`dim` a dimension of it,
+    other than the last unless :obj:`any_dim` (pooling alone may run along
+    the last dimension, as PyG's aggregations do). Returns :obj:`dim` as a
+    non-negative number."""
     if not isinstance(x, Tensor):
         raise TypeError(f"'{name}' must be a torch.Tensor "
                         f"(got {type(x).__name__})")
@@ -109,6 +111,9 @@ def check_x(x: Any, name: str = 'x', channels: Optional[int] = None,
                          f"num_elements, num_features] (got shape "
                          f"{tuple(x.shape)}); for scalar elements use "
                          f"{name}.view(-1, 1)")
+    if matrix and x.dim() != 2:
+        raise ValueError(f"'{name}' must be a matrix [num_elements, "
+                         f"num_features] (got shape {tuple(x.shape)})")
     if isinstance(dim, bool) or not isinstance(dim, int):
         raise TypeError(f"'dim' must be an int (got {type(dim).__name__})")
     if not -x.dim() <= dim < x.dim() or (not any_dim and
@@ -140,6 +145,7 @@ def resolve_sets(
     index_name: str = 'batch',
     channels: Optional[int] = None,
     any_dim: bool = False,
+    matrix: bool = False,
 ) -> Sets:
     r"""The prologue of every layer and model: validates :obj:`x` and the
     grouping of its rows into sets, and resolves :obj:`(index | ptr,
@@ -163,7 +169,8 @@ def resolve_sets(
         ValueError: if sizes or values are inconsistent; the message names the
             argument and the sizes involved.
     """
-    dim = check_x(x, channels=channels, dim=dim, any_dim=any_dim)
+    dim = check_x(x, channels=channels, dim=dim, any_dim=any_dim,
+                  matrix=matrix)
     num_rows = x.size(dim)
     if dim_size is not None and (
             isinstance(dim_size, bool)
@@ -470,7 +477,7 @@ def call_with_sets(module: torch.nn.Module, x: Tensor, before: tuple,
                    dim_size: Optional[int], dim: int, index_name: str,
                    channels: Optional[int] = None,
                    first: Optional[torch.nn.Module] = None,
-                   any_dim: bool = False,
+                   any_dim: bool = False, matrix: bool = False,
                    **kwargs: Any) -> Tensor:
     r"""The :meth:`__call__` of every layer and model: runs
     :func:`resolve_sets` once (and :func:`check_dtype` against the
@@ -483,7 +490,8 @@ def call_with_sets(module: torch.nn.Module, x: Tensor, before: tuple,
     untouched."""
     if not isinstance(x, torch.fx.Proxy):
         index, ptr, dim_size, dim = resolve_sets(x, index, ptr, dim_size, dim,
-                                                 index_name, channels, any_dim)
+                                                 index_name, channels, any_dim,
+                                                 matrix)
         if first is not None:
             check_dtype(x, first)
     return torch.nn.Module.__call__(module, x, *before, index, ptr=ptr,

@@ -202,3 +202,7 @@ def test_bad_input():
         model(x, torch.randn(2), batch)
     with pytest.raises(TypeError, match="'context' must be a torch.Tensor"):
         model(x, [[0.0, 1.0]], batch)
+    with pytest.raises(ValueError, match=r"'x' must be a matrix "
+                       r"\[num_elements, num_features\] \(got shape "
+                       r"\(2, 5, 3\)\)"):
+        model(x.expand(2, 5, 3), torch.randn(2, 2), batch)

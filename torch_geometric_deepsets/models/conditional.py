@@ -163,15 +163,9 @@ class DeepSetsConditional(torch.nn.Module):
     def __call__(self, x: Tensor, context: Tensor,
                  batch: Optional[Tensor] = None, ptr: Optional[Tensor] = None,
                  dim_size: Optional[int] = None) -> Tensor:
-        if isinstance(x, torch.fx.Proxy):
-            return torch.nn.Module.__call__(self, x, context, batch, ptr,
-                                            dim_size)
-        if isinstance(x, Tensor) and x.dim() != 2:
-            raise ValueError(f"'x' must be a matrix [num_elements, "
-                             f"num_features] (got shape {tuple(x.shape)})")
         return call_with_sets(self, x, (context, ), batch, ptr, dim_size, -2,
                               'batch', self.in_channels,
-                              self.phi_first or self.phi)
+                              self.phi_first or self.phi, matrix=True)
 
     def forward(
         self,

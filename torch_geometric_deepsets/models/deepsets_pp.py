@@ -37,17 +37,6 @@ def _norm(norm: Optional[str], channels: int) -> Optional[LayerNorm]:
     return LayerNorm(channels, mode='graph' if norm == 'set_norm' else 'node')
 
 
-def _call(module: torch.nn.Module, x: Tensor, batch: Optional[Tensor],
-          ptr: Optional[Tensor], dim_size: Optional[int], channels: int,
-          first: torch.nn.Module) -> Tensor:
-    if isinstance(x, Tensor) and x.dim() != 2:
-        # PyG's LayerNorm, the set norm, normalises matrices only.
-        raise ValueError(f"'x' must be a matrix [num_elements, "
-                         f"num_features] (got shape {tuple(x.shape)})")
-    return call_with_sets(module, x, (), batch, ptr, dim_size, -2, 'batch',
-                          channels, first)
-
-
 class EquivariantResidualBlock(torch.nn.Module):
     r"""The "clean path" equivariant residual block from the `"Set Norm and
     Equivariant Skip Connections: Putting the Deep in Deep Sets"
@@ -133,7 +122,9 @@ class EquivariantResidualBlock(torch.nn.Module):
     def __call__(self, x: Tensor, batch: Optional[Tensor] = None,
                  ptr: Optional[Tensor] = None,
                  dim_size: Optional[int] = None) -> Tensor:
-        return _call(self, x, batch, ptr, dim_size, self.channels, self)
+        # PyG's LayerNorm, the set norm, normalises matrices only.
+        return call_with_sets(self, x, (), batch, ptr, dim_size, -2, 'batch',
+                              self.channels, self, matrix=True)
 
     def forward(
         self,
@@ -275,8 +266,8 @@ class DeepSetsPlusPlus(torch.nn.Module):
     def __call__(self, x: Tensor, batch: Optional[Tensor] = None,
                  ptr: Optional[Tensor] = None,
                  dim_size: Optional[int] = None) -> Tensor:
-        return _call(self, x, batch, ptr, dim_size, self.in_channels,
-                     self.lin_in)
+        return call_with_sets(self, x, (), batch, ptr, dim_size, -2, 'batch',
+                              self.in_channels, self.lin_in, matrix=True)
 
     def forward(
         self,

@@ -150,13 +150,9 @@ class DeepSetsEquivariant(torch.nn.Module):
             raise ValueError("'context' was given but the model has no "
                              "'context_channels'; build it with "
                              "context_channels=C")
-        if context is not None and isinstance(x, Tensor) and x.dim() != 2:
-            raise ValueError(f"With a context, 'x' must be a matrix "
-                             f"[num_elements, num_features] (got shape "
-                             f"{tuple(x.shape)})")
         return call_with_sets(self, x, (), batch, ptr, dim_size, dim,
                               'batch', self.channels[0], self.layers[0],
-                              context=context)
+                              matrix=context is not None, context=context)
 
     def forward(
         self,

@@ -393,13 +393,10 @@ class JanossyPiSGD(Aggregation):
     def __call__(self, x: Tensor, index: Optional[Tensor] = None,
                  ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
                  dim: int = -2, **kwargs: Any) -> Tensor:
-        if isinstance(x, Tensor) and x.dim() != 2:
-            # Sequences of rows: the elements must be the rows of a matrix.
-            raise ValueError(f"'x' must be a matrix [num_elements, "
-                             f"num_features] (got shape {tuple(x.shape)})")
+        # Sequences of rows: the elements must be the rows of a matrix.
         return call_with_sets(self, x, (), index, ptr, dim_size, dim,
                               'index', self.in_channels, self.phi,
-                              **kwargs)
+                              matrix=True, **kwargs)
 
     def forward(
         self,
