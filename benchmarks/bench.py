@@ -36,7 +36,7 @@ import torch.nn.functional as F
 import torch_geometric
 from torch_geometric.nn import MLP
 from torch_geometric.nn.aggr import DeepSetsAggregation
-from torch_geometric.utils import scatter
+from torch_geometric.utils import cumsum, scatter
 from torch_geometric_deepsets import (
     DeepSetsInvariant,
     PermutationEquivariantLayer,
@@ -66,7 +66,6 @@ SCALES = {
     'quick': Scale([3, 16, 16], [16, 1], 8, 6,
                    ('constant', 'uniform', 'heavy')),
 }
-PHI, RHO = SCALES['default'].phi, SCALES['default'].rho
 
 
 # Data ########################################################################
@@ -99,7 +98,7 @@ def make_data(dist: str, num_sets: int, mean: int, device: str, seed: int = 0,
 
 class PaddedDeepSets(torch.nn.Module):
     r"""The common padded approach: [B, M, F] with a mask, pooled over M."""
-    def __init__(self, aggr: str, phi=PHI, rho=RHO):
+    def __init__(self, aggr: str, phi: List[int], rho: List[int]):
         super().__init__()
         self.phi = MLP(phi, norm=None)
         self.rho = MLP(rho, norm=None)
@@ -122,7 +121,7 @@ class PyGDeepSets(torch.nn.Module):
     r"""PyG's building blocks: DeepSetsAggregation for the sum, and the MLPs
     around PyG's own reduction (Aggregation.reduce / global_*_pool) for mean
     and max."""
-    def __init__(self, aggr: str, phi=PHI, rho=RHO):
+    def __init__(self, aggr: str, phi: List[int], rho: List[int]):
         super().__init__()
         self.phi = MLP(phi, norm=None)
         self.rho = MLP(rho, norm=None)
@@ -263,9 +262,7 @@ def build(impl: str, aggr: str, x, batch, num_sets: int, device: str,
         inputs = (x, batch, None, num_sets)
     elif name == 'ours ptr':
         model = ours
-        ptr = torch.zeros(num_sets + 1, dtype=torch.long, device=x.device)
-        torch.cumsum(torch.bincount(batch, minlength=num_sets), 0,
-                     out=ptr[1:])
+        ptr = cumsum(torch.bincount(batch, minlength=num_sets))
         inputs = (x, None, ptr, None)
     elif name == 'pyg':
         model = PyGDeepSets(aggr, scale.phi, scale.rho)
@@ -346,8 +343,7 @@ def bench_pooling(args, rows: List[Dict]) -> None:
     sizes = (sizes.double() / sizes.sum() * n).long().clamp(min=1)
     batch = torch.repeat_interleave(torch.arange(num_sets), sizes)
     n = batch.numel()
-    ptr = torch.zeros(num_sets + 1, dtype=torch.long)
-    ptr[1:] = sizes.cumsum(0)
+    ptr = cumsum(sizes)
     x = torch.randn(n, d, generator=gen).to(args.device)
     batch, ptr = batch.to(args.device), ptr.to(args.device)
     grad = torch.randn(num_sets, d, device=args.device)

@@ -27,6 +27,7 @@ from torch import Tensor
 
 import torch_geometric.typing
 from torch_geometric.typing import torch_scatter
+from torch_geometric.utils import cumsum
 
 REDUCTIONS = ('sum', 'mean', 'max')
 
@@ -147,9 +148,7 @@ class _AccurateSum(torch.autograd.Function):
         shape = rows.shape
         rows = rows.reshape(shape[0], -1)
         if ptr is None:
-            ptr = torch.zeros(dim_size + 1, dtype=torch.long,
-                              device=x.device)
-            torch.cumsum(counts, 0, out=ptr[1:])
+            ptr = cumsum(counts)
             if index.numel() > 1 and bool((index[1:] < index[:-1]).any()):
                 rows = rows.index_select(0, torch.argsort(index,
                                                           stable=True))

@@ -5,7 +5,7 @@ from typing import NamedTuple, Optional, Tuple
 import torch
 from torch import Tensor
 
-from torch_geometric.utils import to_dense_batch
+from torch_geometric.utils import cumsum, to_dense_batch
 from torch_geometric_deepsets.pool import resolve_sets
 
 
@@ -69,9 +69,7 @@ def from_dense(x: Tensor, mask: Optional[Tensor] = None,
                          f"{num_sets} sets of {max_size} slots")
     batch = torch.arange(num_sets, device=x.device).unsqueeze(1)
     batch = batch.expand(num_sets, max_size)[mask]
-    ptr = torch.zeros(num_sets + 1, dtype=torch.long, device=x.device)
-    torch.cumsum(mask.sum(1), 0, out=ptr[1:])
-    return DenseSets(x[mask], batch, ptr)
+    return DenseSets(x[mask], batch, cumsum(mask.sum(1)))
 
 
 def _mask_from_lengths(lengths: Tensor, num_sets: int, max_size: int,

@@ -116,10 +116,10 @@ class FSPool(Aggregation):
         ordered = x.gather(dim, by_value.gather(dim, by_set))
         # The set ids are now sorted in every column alike, so the rank of a
         # row within its set is the same for all features.
-        set_of_row = torch.sort(index, stable=True).values
+        set_of_row = torch.sort(index).values
         size = set_counts(index, None, dim_size)
-        start = cumsum(size)[:-1]
-        rank = torch.arange(x.size(dim), device=x.device) - start[set_of_row]
+        rank = torch.arange(x.size(dim), device=x.device) - \
+            cumsum(size)[set_of_row]
         denominator = (size[set_of_row] - 1).clamp(min=1)
         # Ranks reach N: in half precision they would round.
         dtype = torch.promote_types(self.weight.dtype, torch.float32)
