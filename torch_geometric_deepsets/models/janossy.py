@@ -164,6 +164,12 @@ def _budget_message(size: Tensor, k: int, max_tuples: int) -> str:
             f"raise 'max_tuples'")
 
 
+def _state_width(rnn: torch.nn.RNNBase) -> int:
+    r"""The width of the last hidden state of :obj:`rnn` (of its projection
+    for an LSTM with :obj:`proj_size`)."""
+    return rnn.proj_size or rnn.hidden_size
+
+
 def _gather_tuples(x: Tensor, rows: List[Tensor], valid: List[Tensor],
                    dim: int) -> Tensor:
     r"""The rows of concatenated tuple elements along :obj:`dim` (zeros in
@@ -379,8 +385,7 @@ class JanossyPiSGD(Aggregation):
             self.rho = build_rho(rho, 'rho', act, None, dropout)
             self.aggr_module = None
             self.in_channels = phi.input_size
-            width = phi.proj_size if getattr(phi, 'proj_size', 0) > 0 \
-                else phi.hidden_size
+            width = _state_width(phi)
             check_rho_input(self.rho, width, None)
         else:
             _build_phi_rho(self, phi, rho, k, None, act, dropout, None)
@@ -467,9 +472,7 @@ class JanossyPiSGD(Aggregation):
         packed = torch.argsort(position * num_sets + rank[set_of_row])
         steps = int(size.max()) if num_sets > 0 else 0
         batch_sizes = set_counts(position, None, steps).cpu()
-        width = self.phi.proj_size if self.phi.proj_size > 0 \
-            else self.phi.hidden_size
-        out = x.new_zeros(num_sets, width)
+        out = x.new_zeros(num_sets, _state_width(self.phi))
         if steps == 0:
             return out
         _, hidden = self.phi(PackedSequence(x[packed], batch_sizes))
