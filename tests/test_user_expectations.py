@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 
 from tests.conftest import make_batch
 from tests.strategies import set_sizes
-from torch_geometric.data import Batch, HeteroData
+from tests.test_pipelines import molecule
+from torch_geometric.data import Batch
 from torch_geometric.nn import SAGEConv, to_hetero
 from torch_geometric.utils import scatter
 from torch_geometric_deepsets import (
@@ -87,18 +88,8 @@ class LazyHeteroReadout(torch.nn.Module):
 
 def test_lazy_model_under_to_hetero():
     generator = torch.Generator().manual_seed(0)
-    data_list = []
-    for atoms, bonds in ((4, 2), (3, 3)):
-        data = HeteroData()
-        data['atom'].x = torch.randn(atoms, 3, generator=generator)
-        data['bond'].x = torch.randn(bonds, 5, generator=generator)
-        src = torch.arange(atoms) % bonds
-        data['atom', 'in', 'bond'].edge_index = torch.stack(
-            [torch.arange(atoms), src])
-        data['bond', 'has', 'atom'].edge_index = torch.stack(
-            [src, torch.arange(atoms)])
-        data_list.append(data)
-    batch = Batch.from_data_list(data_list)
+    batch = Batch.from_data_list([molecule(4, 2, generator),
+                                  molecule(3, 3, generator)])
     model = to_hetero(LazyHeteroReadout(), batch.metadata(), aggr='sum')
     out = model(batch.x_dict, batch.edge_index_dict, batch.batch_dict)
     assert out.shape == (2, 2)
