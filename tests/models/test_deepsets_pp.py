@@ -220,6 +220,9 @@ def test_repr_reset_and_state_dict():
     assert str(model.blocks[0]) == ('EquivariantResidualBlock(8, '
                                     'aggr=MaxAggregation(), tied=False, '
                                     'norm=set_norm)')
+    assert str(EquivariantResidualBlock(4, act='tanh', dropout=0.2)) == (
+        'EquivariantResidualBlock(4, aggr=SumAggregation(), tied=False, '
+        'norm=set_norm, act=Tanh(), dropout=0.2)')
     with torch.no_grad():
         for p in model.parameters():
             p.fill_(2.0)

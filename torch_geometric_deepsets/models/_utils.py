@@ -192,6 +192,21 @@ def check_rho_input(rho: torch.nn.Module, pooled: Optional[int],
                      f"input width {pooled + extra}")
 
 
+def stack_options(act: Optional[torch.nn.Module], dropout: float,
+                  readout: Optional[Aggregation] = None) -> str:
+    r"""The options of a stack of equivariant layers that differ from the
+    defaults, as :meth:`__repr__` shows them: the readout, an activation
+    other than ReLU, dropout."""
+    extra = ''
+    if readout is not None:
+        extra += f', readout={readout}'
+    if type(act) is not torch.nn.ReLU:
+        extra += f', act={act}'
+    if dropout > 0:
+        extra += f', dropout={dropout}'
+    return extra
+
+
 def _keeps_width(module: torch.nn.Module) -> bool:
     return isinstance(module, (torch.nn.Dropout, torch.nn.Identity,
                                torch.nn.ReLU, torch.nn.Tanh, torch.nn.ELU,

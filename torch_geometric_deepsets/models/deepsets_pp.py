@@ -7,7 +7,10 @@ from torch import Tensor
 from torch_geometric.nn.norm import LayerNorm
 from torch_geometric.nn.resolver import activation_resolver
 from torch_geometric_deepsets.layers import PermutationEquivariantLayer
-from torch_geometric_deepsets.models._utils import check_dropout
+from torch_geometric_deepsets.models._utils import (
+    check_dropout,
+    stack_options,
+)
 from torch_geometric_deepsets.pool import (
     AggrType,
     apply_aggr,
@@ -156,7 +159,7 @@ class EquivariantResidualBlock(torch.nn.Module):
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.channels}, '
                 f'aggr={self.lin1.aggr_module}, tied={self.tied}, '
-                f'norm={self.norm})')
+                f'norm={self.norm}{stack_options(self.act, self.dropout)})')
 
 
 def _pre_activate(norm: Optional[LayerNorm], act: Optional[torch.nn.Module],
@@ -291,15 +294,9 @@ class DeepSetsPlusPlus(torch.nn.Module):
         return h
 
     def __repr__(self) -> str:
-        extra = ''
-        if self.readout is not None:
-            extra += f', readout={self.readout}'
-        if type(self.act) is not torch.nn.ReLU:
-            extra += f', act={self.act}'
-        if self.dropout > 0:
-            extra += f', dropout={self.dropout}'
         return (f'{self.__class__.__name__}({self.in_channels}, '
                 f'{self.hidden_channels}, {self.out_channels}, '
                 f'num_blocks={self.num_blocks}, '
                 f'aggr={self.lin_in.aggr_module}, tied={self.tied}, '
-                f'norm={self.norm}{extra})')
+                f'norm={self.norm}'
+                f'{stack_options(self.act, self.dropout, self.readout)})')

@@ -13,6 +13,7 @@ from torch_geometric_deepsets.models._utils import (
     check_context,
     check_dropout,
     check_fusion,
+    stack_options,
 )
 from torch_geometric_deepsets.pool import (
     AggrType,
@@ -189,13 +190,7 @@ class DeepSetsEquivariant(torch.nn.Module):
         return x
 
     def __repr__(self) -> str:
-        extra = ''
-        if self.readout is not None:
-            extra += f', readout={self.readout}'
-        if type(self.act) is not torch.nn.ReLU:
-            extra += f', act={self.act}'
-        if self.dropout > 0:
-            extra += f', dropout={self.dropout}'
+        extra = stack_options(self.act, self.dropout, self.readout)
         if not self.plain_last:
             extra += ', plain_last=False'
         if self.context_channels is not None:
