@@ -133,6 +133,27 @@ def test_empty_sets_pool_to_zero_with_finite_gradients():
     assert torch.isfinite(pool.weight.grad).all()
 
 
+@pytest.mark.parametrize('shuffle', [False, True])
+def test_tied_values_take_ranks_in_row_order(shuffle):
+    # Knots 4 -> 0: the weight falls linearly with the relative rank, so
+    # each row's gradient is the weight of the rank it took.
+    pool = set_knots(FSPool(1, num_pieces=1), [[4.0, 0.0]])
+    x = torch.tensor([[1.0], [9.0], [1.0], [1.0], [2.0], [1.0], [3.0]])
+    index = torch.tensor([0, 1, 1, 0, 1, 0, 1])
+    # Set 0: three tied ones, ranks 0, 1/2, 1 in row order: 4, 2, 0.
+    # Set 1: 9, 3, 2, 1 at ranks 0, 1/3, 2/3, 1: 4, 8/3, 4/3, 0.
+    grad = torch.tensor([4.0, 4.0, 0.0, 2.0, 4 / 3, 0.0, 8 / 3])
+    if shuffle:
+        perm = torch.tensor([6, 3, 1, 0, 5, 4, 2])
+        x, index, grad = x[perm], index[perm], grad[perm]
+        grad[[1, 3, 4]] = torch.tensor([4.0, 2.0, 0.0])  # rows 3, 0, 5
+    x.requires_grad_()
+    out = pool(x, index)
+    assert torch.allclose(out, torch.tensor([[6.0], [36 + 8 + 8 / 3]]))
+    out.sum().backward()
+    assert torch.allclose(x.grad.view(-1), grad)
+
+
 def test_gradcheck():
     pool = FSPool(2, num_pieces=3).double()
     # Distinct values: the sort order, hence the function, is locally fixed.

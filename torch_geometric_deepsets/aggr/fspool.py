@@ -50,8 +50,8 @@ class FSPool(Aggregation):
     stable sort of every feature by value, then a stable sort by set id,
     :math:`O(N \log N)` per feature. Like PyG's aggregations it takes
     elements along any dimension :obj:`dim` but the last. Ties do not change
-    the value; the gradient then goes to the tied element that comes first
-    in :obj:`x`.
+    the value; tied elements take consecutive ranks in the order they come
+    in :obj:`x`, which decides how the gradient is shared among them.
 
     Args:
         in_channels (int): Size of each element :math:`C`.
