@@ -333,3 +333,14 @@ def test_input_is_validated_once_per_call_not_per_layer(monkeypatch):
     calls.clear()
     model.blocks[0](x.new_ones(6, 8), batch, dim_size=3)
     assert len(calls) == 1
+
+
+def test_lazy_input_width():
+    torch.manual_seed(0)
+    model = DeepSetsPlusPlus(-1, 8, 2, num_blocks=1, readout='sum')
+    x, batch = make_batch([3, 0, 4], 5)
+    out = model(x, batch, dim_size=3)
+    assert model.lin_in.lin.weight.shape == (8, 5)
+    assert model.lin_in.lin_pool.weight.shape == (8, 5)
+    assert torch.equal(out[1], torch.zeros(2))
+    assert_permutation_invariant(model, x, batch, dim_size=3)

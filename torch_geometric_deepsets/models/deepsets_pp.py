@@ -192,7 +192,8 @@ class DeepSetsPlusPlus(torch.nn.Module):
     as it gets deeper, the identity path keeps gradients at every depth.
 
     Args:
-        in_channels (int): Size of each input element.
+        in_channels (int): Size of each input element, or :obj:`-1` to
+            find it at the first call.
         hidden_channels (int): Width of the residual stream.
         out_channels (int): Size of each output row.
         num_blocks (int): Number of residual blocks :math:`L` (may be 0).
