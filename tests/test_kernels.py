@@ -4,12 +4,20 @@ import torch
 import torch_geometric.typing
 import torch_geometric_deepsets._kernels as kernels
 from tests.conftest import make_batch, ptr_of
+from torch_geometric.index import ptr2index
 from torch_geometric.testing import withDevice, withPackage
 from torch_geometric.utils import scatter
 from torch_geometric_deepsets._kernels import pool_affine, segment_pool
 
 REDUCE = ['sum', 'mean', 'max']
 LAYOUTS = ['sorted', 'unsorted', 'ptr', 'both']
+
+
+def test_ptr_to_index_is_pygs_ptr2index():
+    for ptr in ([0], [0, 0], [0, 3, 3, 4, 9, 9]):
+        ptr = torch.tensor(ptr)
+        expected = ptr2index(ptr, int(ptr[-1]))
+        assert torch.equal(kernels.ptr_to_index(ptr, int(ptr[-1])), expected)
 
 
 def grouping(batch, num_sets, layout):
