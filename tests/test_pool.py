@@ -8,7 +8,7 @@ from tests.conftest import AGGRS, make_batch
 from tests.strategies import set_sizes
 from torch_geometric.nn import aggr as A
 from torch_geometric.nn.aggr import MultiAggregation, SumAggregation
-from torch_geometric_deepsets import pool, resolve_aggr
+from torch_geometric_deepsets import DeepSetsInvariant, pool, resolve_aggr
 from torch_geometric_deepsets.pool import (
     pooled_width,
     resolve_sets,
@@ -300,9 +300,17 @@ def test_value_checks_run_on_the_cpu_and_elsewhere_only_in_debug_mode():
 
 def test_index_dtypes():
     x = torch.randn(4, 2)
+    reduce = {'sum': lambda t: t.sum(1), 'mean': lambda t: t.mean(1),
+              'max': lambda t: t.amax(1)}
     for dtype in (torch.int32, torch.int64):
-        out = pool(x, torch.tensor([0, 0, 1, 1], dtype=dtype))
-        assert torch.allclose(out, x.view(2, 2, 2).sum(1))
+        index = torch.tensor([0, 0, 1, 1], dtype=dtype)
+        for aggr, f in reduce.items():
+            out = pool(x, index, aggr=aggr)
+            assert torch.allclose(out, f(x.view(2, 2, 2))), (dtype, aggr)
+        # The fused mean of the model counts set sizes from the ids too.
+        model = DeepSetsInvariant([2, 4], [4, 1], aggr='mean')
+        expected = model.rho(model.phi(x).view(2, 2, 4).mean(1))
+        assert torch.allclose(model(x, index), expected, atol=1e-6)
 
 
 def test_pooled_width_matches_actual_width():

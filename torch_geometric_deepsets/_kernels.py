@@ -27,7 +27,7 @@ from torch import Tensor
 
 import torch_geometric.typing
 from torch_geometric.typing import torch_scatter
-from torch_geometric.utils import cumsum
+from torch_geometric.utils import cumsum, degree
 
 REDUCTIONS = ('sum', 'mean', 'max')
 
@@ -72,13 +72,13 @@ def along(vector: Tensor, dim: int, ndim: int) -> Tensor:
 def set_counts(index: Optional[Tensor], ptr: Optional[Tensor], dim_size: int,
                dtype: torch.dtype = torch.long) -> Tensor:
     r"""Number of rows of each set, shape :math:`[B]`, from :obj:`ptr` where
-    given, else from the set id of every row (a scatter into a fixed-size
-    buffer: no output shape depends on data, unlike
+    given, else from the set id of every row with PyG's
+    :func:`~torch_geometric.utils.degree` (a scatter into a buffer of
+    :obj:`dim_size`: no output shape depends on data, unlike
     :func:`torch.bincount`)."""
     if ptr is not None:
         return (ptr[1:] - ptr[:-1]).to(dtype)
-    ones = torch.ones_like(index, dtype=dtype)
-    return ones.new_zeros(dim_size).index_add_(0, index, ones)
+    return degree(index, dim_size, dtype=dtype)
 
 
 def _pooled_shape(x: Tensor, dim: int, dim_size: int):
