@@ -379,10 +379,6 @@ class ContextFusion(torch.nn.Module):
         if self.lin is not None:
             self.lin.reset_parameters()
 
-    def extra_channels(self) -> int:
-        r"""How many features the fusion adds to each row."""
-        return self.context_channels if self.fusion == 'concat' else 0
-
     def forward(self, h: Tensor, context: Tensor, index: Tensor) -> Tensor:
         if self.lin is None:
             return torch.cat([h, context.index_select(0, index)], dim=-1)
