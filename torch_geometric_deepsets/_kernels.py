@@ -29,8 +29,6 @@ import torch_geometric.typing
 from torch_geometric.typing import torch_scatter
 from torch_geometric.utils import cumsum, degree
 
-REDUCTIONS = ('sum', 'mean', 'max')
-
 #: Rows summed in one sequential run before partial sums are combined.
 CHUNK = 64
 #: Sets longer than this are summed in chunks of :data:`CHUNK` rows on the
