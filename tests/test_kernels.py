@@ -315,3 +315,31 @@ def test_pool_affine_under_autocast():
     assert torch.allclose(out.float(), expected.float(), atol=5e-2)
     out.float().sum().backward()
     assert lin.weight.grad.dtype == torch.float32
+
+
+@pytest.mark.parametrize('reduce', ['sum', 'mean'])
+@pytest.mark.parametrize('affine', [False, True])
+def test_ptr_on_the_cpu_takes_no_segment_kernel(reduce, affine):
+    # torch._segment_reduce's sum and its backward ran 10x slower than
+    # index_add_/index_select on the CPU (65k x 128 rows): ptr input there
+    # goes through set ids. Other devices keep the segment kernel (counted
+    # on meta tensors in test_device_path.py).
+    from tests.test_device_path import Count
+    x = torch.randn(40, 3, requires_grad=True)
+    ptr = torch.tensor([0, 10, 10, 25, 40])
+    weight, bias = torch.randn(2, 3), torch.randn(2)
+    with Count() as counter:
+        if affine:
+            out = pool_affine(x, weight, bias, None, ptr, 4, reduce)
+        else:
+            out = segment_pool(x, None, ptr, 4, reduce)
+        out.sum().backward()
+    assert not any('segment_reduce' in op for op in counter.ops), counter.ops
+    assert counter.ops['aten.index_add_'] == 1
+    index = ptr2index(ptr, 40)
+    expected = scatter(x, index, 0, 4, reduce)
+    if affine:
+        expected = expected @ weight.t() + (
+            bias * (ptr.diff() > 0)[:, None] if reduce == 'mean' else
+            ptr.diff()[:, None] * bias)
+    assert torch.allclose(out, expected, atol=1e-6)
