@@ -13,6 +13,7 @@ from torch_geometric.nn.aggr import (
     SumAggregation,
 )
 from torch_geometric.nn.dense.linear import Linear as PygLinear
+from torch_geometric.nn.dense.linear import is_uninitialized_parameter
 from torch_geometric_deepsets._kernels import pool_affine
 from torch_geometric_deepsets.pool import apply_aggr, element_index
 
@@ -109,8 +110,9 @@ def build_phi(spec: ModuleSpec, name: str, act: ActType = 'relu',
     r"""The element network from :obj:`spec`: a channel list becomes a
     :class:`SplitMLP` (no normalisation unless asked, since PyG's default
     batch norm would make one set's output depend on the other sets of a
-    training batch), widened by :obj:`extra_in_channels`; a module is used
-    as it is."""
+    training batch), widened by :obj:`extra_in_channels` (:obj:`-1`: by a
+    width found at the first call, which makes the input lazy); a module is
+    used as it is."""
     return _build(SplitMLP, spec, name, act, norm, dropout,
                   extra_in_channels)
 
@@ -132,7 +134,9 @@ def _build(cls: type, spec: ModuleSpec, name: str, act: ActType,
     if isinstance(spec, (list, tuple)):
         channels = check_channels(spec, name)
         if channels[0] > 0:
-            channels[0] += extra_in_channels
+            # A lazy extra width makes the whole input width lazy.
+            channels[0] = -1 if extra_in_channels < 0 else \
+                channels[0] + extra_in_channels
         return cls(channels, act=act, norm=norm, dropout=dropout)
     raise TypeError(f"'{name}' must be a list of channels or a "
                     f"torch.nn.Module (got {type(spec).__name__})")
@@ -151,6 +155,33 @@ def in_channels_of(module: torch.nn.Module) -> Optional[int]:
     if isinstance(module, torch.nn.Sequential) and len(module) > 0:
         return in_channels_of(module[0])
     return None
+
+
+def first_linear(module: Optional[torch.nn.Module]
+                 ) -> Optional[torch.nn.Module]:
+    r"""The affine layer that first sees the input of :obj:`module`, where
+    the module's structure shows it."""
+    if isinstance(module, AFFINE):
+        return module
+    if isinstance(module, SplitMLP):
+        return first_linear(module.body) if module.body is not None \
+            else module.lin
+    if isinstance(module, MLP):
+        return module.lins[0]
+    if isinstance(module, torch.nn.Sequential) and len(module) > 0:
+        return first_linear(module[0])
+    return None
+
+
+def concat_context_channels(lin: Optional[torch.nn.Module],
+                            channels: Optional[int]) -> Optional[int]:
+    r"""The width of a lazy context concatenated to :obj:`channels` element
+    features before the affine layer :obj:`lin`, once the first call has
+    initialised :obj:`lin` (else :obj:`None`)."""
+    if lin is None or channels is None or channels < 0 or \
+            is_uninitialized_parameter(lin.weight):
+        return None
+    return lin.weight.size(1) - channels
 
 
 def out_channels_of(module: torch.nn.Module) -> Optional[int]:
@@ -314,11 +345,14 @@ def check_fusion(fusion: object) -> None:
                          f"{', '.join(repr(f) for f in FUSIONS)}")
 
 
-def check_context(context: object, num_sets: int, channels: int,
-                  dtype: torch.dtype, index_name: str = 'batch') -> None:
+def check_context(context: object, num_sets: int, channels: Optional[int],
+                  dtype: torch.dtype, index_name: str = 'batch',
+                  lazy: bool = False) -> None:
     r"""Raises unless :obj:`context` holds one row of :obj:`channels`
-    features of :obj:`dtype` (the elements' dtype) for each of the
-    :obj:`num_sets` sets."""
+    features (any number where :obj:`channels` is :obj:`None`: a lazy
+    width not yet known) of :obj:`dtype` (the elements' dtype) for each of
+    the :obj:`num_sets` sets."""
+    shown = 'context_channels' if channels is None else channels
     if not isinstance(context, Tensor):
         raise TypeError(f"'context' must be a torch.Tensor "
                         f"(got {type(context).__name__})")
@@ -327,18 +361,19 @@ def check_context(context: object, num_sets: int, channels: int,
                         f"convert with context.to({dtype})")
     if context.dim() != 2:
         raise ValueError(f"'context' must be a matrix [num_sets, "
-                         f"context_channels] = [{num_sets}, {channels}] (got "
+                         f"context_channels] = [{num_sets}, {shown}] (got "
                          f"shape {tuple(context.shape)}); for one set use "
                          f"context.view(1, -1)")
     if context.size(0) != num_sets:
         raise ValueError(f"'context' has {context.size(0)} rows but the "
                          f"batch holds {num_sets} sets; give one context row "
-                         f"per set, shape [{num_sets}, {channels}] (pass "
+                         f"per set, shape [{num_sets}, {shown}] (pass "
                          f"'dim_size' when trailing sets are empty, as "
                          f"'{index_name}' alone cannot show them)")
-    if context.size(1) != channels:
+    if channels is not None and context.size(1) != channels:
+        found = ' (found at the first call)' if lazy else ''
         raise ValueError(f"'context' has {context.size(1)} features but "
-                         f"'context_channels' is {channels}")
+                         f"'context_channels' is {channels}{found}")
 
 
 class ContextFusion(torch.nn.Module):
@@ -357,7 +392,8 @@ class ContextFusion(torch.nn.Module):
 
     Args:
         fusion (str): :obj:`"concat"`, :obj:`"film"` or :obj:`"add"`.
-        context_channels (int): Width :math:`C` of the context.
+        context_channels (int): Width :math:`C` of the context, or
+            :obj:`-1` to find it at the first call.
         channels (int, optional): Width of :math:`\mathbf{h}_i`, needed by
             :obj:`"film"` and :obj:`"add"`. (default: :obj:`None`)
     """
@@ -371,8 +407,21 @@ class ContextFusion(torch.nn.Module):
         if fusion != 'concat':
             assert channels is not None and channels > 0
             width = 2 * channels if fusion == 'film' else channels
-            self.lin = torch.nn.Linear(context_channels, width)
+            self.lin = (PygLinear(-1, width) if context_channels == -1 else
+                        torch.nn.Linear(context_channels, width))
         self.reset_parameters()
+
+    def expected_channels(self) -> Optional[int]:
+        r"""The context width this module takes: :obj:`context_channels`,
+        or for a lazy width the one its projection was initialised with
+        (:obj:`None` before the first call, and for :obj:`"concat"`, whose
+        width the lazy layer after it finds)."""
+        if self.context_channels > 0:
+            return self.context_channels
+        if self.lin is not None and not is_uninitialized_parameter(
+                self.lin.weight):
+            return self.lin.weight.size(1)
+        return None
 
     def reset_parameters(self) -> None:
         r"""Resets all learnable parameters of the module."""

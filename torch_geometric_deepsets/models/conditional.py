@@ -16,6 +16,8 @@ from torch_geometric_deepsets.models._utils import (
     check_dropout,
     check_fusion,
     check_rho_input,
+    concat_context_channels,
+    first_linear,
     in_channels_of,
     out_channels_of,
     phi_pool,
@@ -68,7 +70,9 @@ class DeepSetsConditional(torch.nn.Module):
         rho (List[int] or torch.nn.Module): The set network. A channel list
             starts with :math:`\phi`'s pooled width and is widened by
             :obj:`context_channels` when :obj:`context_in_rho=True`.
-        context_channels (int): Width :math:`C` of the context.
+        context_channels (int): Width :math:`C` of the context, or
+            :obj:`-1` to find it at the first call (as for PyG's lazy
+            layers; the layers that take the context then start lazy too).
         fusion (str, optional): :obj:`"concat"`, :obj:`"film"` or
             :obj:`"add"`. (default: :obj:`"concat"`)
         context_in_rho (bool, optional): Concatenate the context to the
@@ -104,7 +108,7 @@ class DeepSetsConditional(torch.nn.Module):
     ) -> None:
         super().__init__()
         check_fusion(fusion)
-        check_int('context_channels', context_channels)
+        check_int('context_channels', context_channels, lazy=True)
         check_dropout(dropout)
         self.context_channels = context_channels
         self.fusion = fusion
@@ -128,6 +132,10 @@ class DeepSetsConditional(torch.nn.Module):
                              context_channels if fusion == 'concat' else 0)
         if self.phi_first is not None:
             self.in_channels: Optional[int] = self.phi_first.in_channels
+        elif fusion == 'concat' and context_channels < 0:
+            # phi's input is lazy; the element width is the list's own.
+            given = phi[0] if isinstance(phi, (list, tuple)) else -1
+            self.in_channels = given if given > 0 else None
         else:
             phi_in = in_channels_of(self.phi)
             extra = context_channels if fusion == 'concat' else 0
@@ -148,9 +156,20 @@ class DeepSetsConditional(torch.nn.Module):
 
         rho_extra = context_channels if context_in_rho else 0
         self.rho = build_rho(rho, 'rho', act, norm, dropout, rho_extra)
-        check_rho_input(self.rho, pooled_width(self.aggr_module,
-                                               out_channels_of(self.phi)),
-                        self.aggr_module, rho_extra)
+        # A lazy context width is checked at the first call instead.
+        check_rho_input(self.rho, None if rho_extra < 0 else pooled_width(
+            self.aggr_module, out_channels_of(self.phi)), self.aggr_module,
+            rho_extra)
+
+    def _context_channels(self) -> Optional[int]:
+        r"""The context width this model takes (for a lazy width, the one
+        the first call found; :obj:`None` before it)."""
+        if self.context_channels > 0:
+            return self.context_channels
+        if self.fusion != 'concat':
+            return self.fusion_module.expected_channels()
+        return concat_context_channels(first_linear(self.phi),
+                                       self.in_channels)
 
     def reset_parameters(self) -> None:
         r"""Resets all learnable parameters of the module."""
@@ -189,7 +208,8 @@ class DeepSetsConditional(torch.nn.Module):
                 trailing sets are empty and only :obj:`batch` is given.
                 (default: :obj:`None`)
         """
-        check_context(context, dim_size, self.context_channels, x.dtype)
+        check_context(context, dim_size, self._context_channels(), x.dtype,
+                      lazy=self.context_channels < 0)
         index = element_index(x, batch, ptr)
         if self.phi_first is not None:
             x = run(self.phi_first, x, index, ptr, dim_size, 0)

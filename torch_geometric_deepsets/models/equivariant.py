@@ -13,6 +13,7 @@ from torch_geometric_deepsets.models._utils import (
     check_context,
     check_dropout,
     check_fusion,
+    concat_context_channels,
     stack_options,
 )
 from torch_geometric_deepsets.pool import (
@@ -71,8 +72,8 @@ class DeepSetsEquivariant(torch.nn.Module):
         aggr_kwargs (dict, optional): Arguments of a string :obj:`aggr`.
             (default: :obj:`None`)
         context_channels (int, optional): Width :math:`C` of a per-set
-            context, given as :obj:`context=` to :meth:`forward`.
-            (default: :obj:`None`)
+            context, given as :obj:`context=` to :meth:`forward`; :obj:`-1`
+            finds it at the first call. (default: :obj:`None`)
         fusion (str, optional): How the context joins: :obj:`"concat"`,
             :obj:`"film"` or :obj:`"add"`. (default: :obj:`"concat"`)
 
@@ -100,7 +101,7 @@ class DeepSetsEquivariant(torch.nn.Module):
         channels = check_channels(channels, 'channels')
         check_dropout(dropout)
         if context_channels is not None:
-            check_int('context_channels', context_channels)
+            check_int('context_channels', context_channels, lazy=True)
         check_fusion(fusion)
         self.channels = channels
         self.tied = tied
@@ -122,7 +123,9 @@ class DeepSetsEquivariant(torch.nn.Module):
             self.context_fusion = ContextFusion(fusion, context_channels,
                                                 widths[at])
             if fusion == 'concat' and widths[0] > 0:
-                widths[0] += context_channels
+                # A lazy context width makes the first layer lazy.
+                widths[0] = -1 if context_channels < 0 else \
+                    widths[0] + context_channels
         self.layers = torch.nn.ModuleList([
             PermutationEquivariantLayer(c_in, c_out, aggr=aggr, tied=tied,
                                         aggr_kwargs=aggr_kwargs)
@@ -130,6 +133,20 @@ class DeepSetsEquivariant(torch.nn.Module):
         ])
         self.act = activation_resolver(act) if act is not None else None
         self.readout = resolve_aggr(readout) if readout is not None else None
+
+    def _shown_context(self) -> str:
+        width = self._context_channels()
+        return 'context_channels' if width is None else str(width)
+
+    def _context_channels(self) -> Optional[int]:
+        r"""The context width this model takes (for a lazy width, the one
+        the first call found; :obj:`None` before it)."""
+        assert self.context_fusion is not None
+        if self.context_channels > 0:
+            return self.context_channels
+        if self.fusion != 'concat':
+            return self.context_fusion.expected_channels()
+        return concat_context_channels(self.layers[0].lin, self.channels[0])
 
     def reset_parameters(self) -> None:
         r"""Resets all learnable parameters of the module."""
@@ -145,7 +162,7 @@ class DeepSetsEquivariant(torch.nn.Module):
                  dim: int = -2, context: Optional[Tensor] = None) -> Tensor:
         if context is None and self.context_channels is not None:
             raise ValueError(f"This model takes a per-set 'context' "
-                             f"[num_sets, {self.context_channels}]; pass "
+                             f"[num_sets, {self._shown_context()}]; pass "
                              f"context=...")
         if context is not None and self.context_channels is None:
             raise ValueError("'context' was given but the model has no "
@@ -172,7 +189,8 @@ class DeepSetsEquivariant(torch.nn.Module):
         index = element_index(x, batch, ptr, dim)
         fusion = self.context_fusion
         if fusion is not None:
-            check_context(context, dim_size, fusion.context_channels, x.dtype)
+            check_context(context, dim_size, self._context_channels(),
+                          x.dtype, lazy=self.context_channels < 0)
             if fusion.fusion != 'film' or len(self.layers) == 1:
                 x = fusion(x, context, index)
         last = len(self.layers) - 1
