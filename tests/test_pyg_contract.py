@@ -53,8 +53,8 @@ def test_padding_aggregations_fail_without_rows_for_two_sets(aggr):
 
 
 def test_quantiles_fail_on_an_empty_set_before_the_first_row():
-    # pool._quantile puts a set of two rows in front of all others; PyG
-    # gives the other empty sets the fill_value (pinned in
+    # pool._with_leading_set puts a set of two rows in front of all others;
+    # PyG gives the other empty sets the fill_value (pinned in
     # test_pyg_compat.py).
     x = torch.randn(4, 2)
     with pytest.raises(IndexError):

@@ -380,46 +380,34 @@ def apply_aggr(aggr: Aggregation, x: Tensor, index: Optional[Tensor],
         # with torch-scatter; the set ids serve every aggregation alike.
         ptr = None
     if isinstance(aggr, QuantileAggregation):
-        return _quantile(aggr, x, index, dim_size, dim)
+        return _with_leading_set(aggr, x, index, dim_size, dim, rows=2)
     if x.size(dim) == 0:
-        return _without_rows(aggr, x, index, dim_size, dim)
+        return _with_leading_set(aggr, x, index, dim_size, dim, rows=1)
     # Only PyG's padding aggregations take the argument.
     kwargs = {} if max_num_elements is None else {
         'max_num_elements': max_num_elements}
     return aggr(x, index, ptr=ptr, dim_size=dim_size, dim=dim, **kwargs)
 
 
-def _without_rows(aggr: Aggregation, x: Tensor, index: Tensor,
-                  dim_size: int, dim: int) -> Tensor:
-    r"""Input without rows: every set gets the value PyG gives an empty set
-    next to non-empty ones.
+def _with_leading_set(aggr: Aggregation, x: Tensor, index: Tensor,
+                      dim_size: int, dim: int, rows: int) -> Tensor:
+    r""":obj:`aggr` run with one extra set of :obj:`rows` zero rows put in
+    front of all others and dropped again, so that every empty set gets
+    the value PyG gives an empty set next to non-empty ones.
 
-    PyG's aggregations that pad sets densely fail on input without rows when
-    there are two sets or more, and give a value for one set, so calling
-    them directly would make an empty set's result depend on how many sets
-    share the batch. One extra set of one zero row, put in front and dropped
-    again, gives every set the same value in every batch."""
-    shape = list(x.shape)
-    shape[dim] = 1
-    out = aggr(x.new_zeros(shape), index.new_zeros(1), dim_size=dim_size + 1,
-               dim=dim)
-    return out.narrow(dim, 1, dim_size)
-
-
-def _quantile(aggr: QuantileAggregation, x: Tensor, index: Tensor,
-              dim_size: int, dim: int) -> Tensor:
-    r"""PyG's quantiles with its :obj:`fill_value` for every empty set.
-
-    PyG gives an empty set its :obj:`fill_value`, but indexes out of range
-    for an empty set before the first row, and for one after the last row
-    when there are fewer than two rows. One extra set of two rows, put in
-    front and dropped again, rules out both and reads no value back to the
+    PyG's quantiles (the median included) give an empty set their
+    :obj:`fill_value`, but index out of range for an empty set before the
+    first row, and for one after the last row when there are fewer than two
+    rows (:obj:`rows=2` rules out both). PyG's aggregations that pad sets
+    densely fail on input without rows when there are two sets or more, and
+    give a value for one set, so an empty set's result would depend on how
+    many sets share the batch (:obj:`rows=1`). No value is read back to the
     host (PyG's quantile itself still counts the sets with
     :func:`torch.bincount`)."""
     shape = list(x.shape)
-    shape[dim] = 2
+    shape[dim] = rows
     x = torch.cat([x.new_zeros(shape), x], dim)
-    index = torch.cat([index.new_zeros(2), index + 1])
+    index = torch.cat([index.new_zeros(rows), index + 1])
     out = aggr(x, index, dim_size=dim_size + 1, dim=dim)
     return out.narrow(dim, 1, dim_size)
 
