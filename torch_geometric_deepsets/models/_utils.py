@@ -173,17 +173,6 @@ def first_linear(module: Optional[torch.nn.Module]
     return None
 
 
-def concat_context_channels(lin: Optional[torch.nn.Module],
-                            channels: Optional[int]) -> Optional[int]:
-    r"""The width of a lazy context concatenated to :obj:`channels` element
-    features before the affine layer :obj:`lin`, once the first call has
-    initialised :obj:`lin` (else :obj:`None`)."""
-    if lin is None or channels is None or channels < 0 or \
-            is_uninitialized_parameter(lin.weight):
-        return None
-    return lin.weight.size(1) - channels
-
-
 def out_channels_of(module: torch.nn.Module) -> Optional[int]:
     r"""Output width of :obj:`module` where it is known."""
     if isinstance(module, (MLP, SplitMLP)):
@@ -411,17 +400,31 @@ class ContextFusion(torch.nn.Module):
                         torch.nn.Linear(context_channels, width))
         self.reset_parameters()
 
-    def expected_channels(self) -> Optional[int]:
+    def expected_channels(self, after: Optional[torch.nn.Module] = None,
+                          channels: Optional[int] = None) -> Optional[int]:
         r"""The context width this module takes: :obj:`context_channels`,
-        or for a lazy width the one its projection was initialised with
-        (:obj:`None` before the first call, and for :obj:`"concat"`, whose
-        width the lazy layer after it finds)."""
+        or for a lazy width the one the first call found (:obj:`None`
+        before it). For :obj:`"concat"` that is what the affine layer
+        :obj:`after` it takes beyond the :obj:`channels` element
+        features."""
         if self.context_channels > 0:
             return self.context_channels
-        if self.lin is not None and not is_uninitialized_parameter(
-                self.lin.weight):
-            return self.lin.weight.size(1)
-        return None
+        if self.lin is not None:  # "film" and "add": a lazy projection
+            weight = self.lin.weight
+            return None if is_uninitialized_parameter(weight) else \
+                weight.size(1)
+        if after is None or channels is None or channels < 0 or \
+                is_uninitialized_parameter(after.weight):
+            return None
+        return after.weight.size(1) - channels
+
+    def check(self, context: object, num_sets: int, dtype: torch.dtype,
+              after: Optional[torch.nn.Module] = None,
+              channels: Optional[int] = None) -> None:
+        r""":func:`check_context` against :meth:`expected_channels`."""
+        check_context(context, num_sets,
+                      self.expected_channels(after, channels), dtype,
+                      lazy=self.context_channels < 0)
 
     def reset_parameters(self) -> None:
         r"""Resets all learnable parameters of the module."""

@@ -12,11 +12,9 @@ from torch_geometric_deepsets.models._utils import (
     build_phi,
     build_rho,
     check_channels,
-    check_context,
     check_dropout,
     check_fusion,
     check_rho_input,
-    concat_context_channels,
     first_linear,
     in_channels_of,
     out_channels_of,
@@ -161,16 +159,6 @@ class DeepSetsConditional(torch.nn.Module):
             self.aggr_module, out_channels_of(self.phi)), self.aggr_module,
             rho_extra)
 
-    def _context_channels(self) -> Optional[int]:
-        r"""The context width this model takes (for a lazy width, the one
-        the first call found; :obj:`None` before it)."""
-        if self.context_channels > 0:
-            return self.context_channels
-        if self.fusion != 'concat':
-            return self.fusion_module.expected_channels()
-        return concat_context_channels(first_linear(self.phi),
-                                       self.in_channels)
-
     def reset_parameters(self) -> None:
         r"""Resets all learnable parameters of the module."""
         reset(self.phi_first)
@@ -208,8 +196,8 @@ class DeepSetsConditional(torch.nn.Module):
                 trailing sets are empty and only :obj:`batch` is given.
                 (default: :obj:`None`)
         """
-        check_context(context, dim_size, self._context_channels(), x.dtype,
-                      lazy=self.context_channels < 0)
+        self.fusion_module.check(context, dim_size, x.dtype,
+                                 first_linear(self.phi), self.in_channels)
         index = element_index(x, batch, ptr)
         if self.phi_first is not None:
             x = run(self.phi_first, x, index, ptr, dim_size, 0)

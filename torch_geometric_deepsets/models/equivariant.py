@@ -10,10 +10,8 @@ from torch_geometric_deepsets.models._utils import (
     ActType,
     ContextFusion,
     check_channels,
-    check_context,
     check_dropout,
     check_fusion,
-    concat_context_channels,
     stack_options,
 )
 from torch_geometric_deepsets.pool import (
@@ -134,20 +132,6 @@ class DeepSetsEquivariant(torch.nn.Module):
         self.act = activation_resolver(act) if act is not None else None
         self.readout = resolve_aggr(readout) if readout is not None else None
 
-    def _shown_context(self) -> str:
-        width = self._context_channels()
-        return 'context_channels' if width is None else str(width)
-
-    def _context_channels(self) -> Optional[int]:
-        r"""The context width this model takes (for a lazy width, the one
-        the first call found; :obj:`None` before it)."""
-        assert self.context_fusion is not None
-        if self.context_channels > 0:
-            return self.context_channels
-        if self.fusion != 'concat':
-            return self.context_fusion.expected_channels()
-        return concat_context_channels(self.layers[0].lin, self.channels[0])
-
     def reset_parameters(self) -> None:
         r"""Resets all learnable parameters of the module."""
         for layer in self.layers:
@@ -160,10 +144,12 @@ class DeepSetsEquivariant(torch.nn.Module):
     def __call__(self, x: Tensor, batch: Optional[Tensor] = None,
                  ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
                  dim: int = -2, context: Optional[Tensor] = None) -> Tensor:
-        if context is None and self.context_channels is not None:
+        if context is None and self.context_fusion is not None:
+            width = self.context_fusion.expected_channels(
+                self.layers[0].lin, self.channels[0])
             raise ValueError(f"This model takes a per-set 'context' "
-                             f"[num_sets, {self._shown_context()}]; pass "
-                             f"context=...")
+                             f"[num_sets, {width or 'context_channels'}]; "
+                             f"pass context=...")
         if context is not None and self.context_channels is None:
             raise ValueError("'context' was given but the model has no "
                              "'context_channels'; build it with "
@@ -189,8 +175,8 @@ class DeepSetsEquivariant(torch.nn.Module):
         index = element_index(x, batch, ptr, dim)
         fusion = self.context_fusion
         if fusion is not None:
-            check_context(context, dim_size, self._context_channels(),
-                          x.dtype, lazy=self.context_channels < 0)
+            fusion.check(context, dim_size, x.dtype, self.layers[0].lin,
+                         self.channels[0])
             if fusion.fusion != 'film' or len(self.layers) == 1:
                 x = fusion(x, context, index)
         last = len(self.layers) - 1
