@@ -3,9 +3,8 @@ from typing import Any, Dict, Optional
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.nn.parameter import UninitializedParameter
 
-from torch_geometric.nn.dense.linear import Linear
+from torch_geometric.nn.dense.linear import Linear, is_uninitialized_parameter
 from torch_geometric_deepsets.pool import (
     AggrType,
     apply_aggr,
@@ -131,7 +130,7 @@ class PermutationEquivariantLayer(torch.nn.Module):
             dim (int, optional): The dimension of the elements.
                 (default: :obj:`-2`)
         """
-        if isinstance(self.lin.weight, UninitializedParameter):  # first call
+        if is_uninitialized_parameter(self.lin.weight):  # first call
             self.lin(x.narrow(dim, 0, 0))
         pooled = apply_aggr(self.aggr_module, x, batch, ptr, dim_size, dim)
         if self.lin_pool is None:
