@@ -9,11 +9,9 @@ from tests.strategies import set_sizes
 from torch_geometric.nn import aggr as A
 from torch_geometric.nn.aggr import MultiAggregation, SumAggregation
 from torch_geometric_deepsets import DeepSetsInvariant, pool, resolve_aggr
-from torch_geometric_deepsets.pool import (
-    pooled_width,
-    resolve_sets,
-    value_checks_enabled,
-)
+from torch_geometric_deepsets.checks import value_checks_enabled
+from torch_geometric_deepsets.pool import pooled_width
+from torch_geometric_deepsets.sets import resolve_sets
 
 
 def test_pool_hand_computed(toy):
@@ -250,8 +248,11 @@ def test_bad_grouping_messages():
     with pytest.raises(ValueError,
                        match=r"ids in \[0, 3\] but 'dim_size' is 2"):
         check(torch.tensor([0, 1, 3, 1, 0]), dim_size=2)
-    with pytest.raises(ValueError, match=r"ids in \[-1, 1\]"):
-        check(torch.tensor([0, 1, -1, 1, 0]), dim_size=2)
+    for dim_size in (2, None):
+        # With or without dim_size: the ids' range is read either way.
+        with pytest.raises(ValueError, match=r"'batch' holds the negative "
+                           r"set id -1.*torch.unique\(batch, return_inverse"):
+            check(torch.tensor([0, 1, -1, 1, 0]), dim_size=dim_size)
     with pytest.raises(ValueError, match='describe different sets'):
         check(torch.tensor([0, 0, 0, 1, 1]), ptr=torch.tensor([0, 2, 5]))
     with pytest.raises(ValueError, match='one-dimensional'):

@@ -13,6 +13,7 @@ from torch_geometric.nn import SAGEConv, to_hetero
 from torch_geometric.utils import scatter
 from torch_geometric_deepsets import (
     DeepSetsConditional,
+    DeepSetsConditionalEquivariant,
     DeepSetsEquivariant,
     DeepSetsInvariant,
     DeepSetsPointCloud,
@@ -84,15 +85,13 @@ def test_lazy_context_width_is_found_at_the_first_call(model, fusion):
     def build(width):
         torch.manual_seed(0)
         if model == 'equivariant':
-            return DeepSetsEquivariant([5, 8, 4], context_channels=width,
-                                       fusion=fusion)
+            return DeepSetsConditionalEquivariant([5, 8, 4], width,
+                                                  fusion=fusion)
         return DeepSetsConditional([5, 8, 4], [4, 2], context_channels=width,
                                    fusion=fusion,
                                    context_in_rho=model == 'conditional')
 
     def call(module, z):
-        if model == 'equivariant':
-            return module(x, batch, dim_size=3, context=z)
         return module(x, z, batch, dim_size=3)
 
     lazy = build(-1)
@@ -300,24 +299,23 @@ def conditioned_reference(model, x, z, batch, num_sets):
 
 @pytest.mark.parametrize('fusion', ['concat', 'film', 'add'])
 def test_equivariant_model_with_context_formula(fusion):
-    model = DeepSetsEquivariant([3, 8, 2], context_channels=4,
-                                fusion=fusion)
+    model = DeepSetsConditionalEquivariant([3, 8, 2], 4, fusion=fusion)
     x, batch = make_batch([3, 0, 1, 5], 3, shuffle=True)
     z = torch.randn(4, 4)
-    out = model(x, batch, dim_size=4, context=z)
+    out = model(x, z, batch, dim_size=4)
     assert out.shape == (9, 2)
     assert torch.allclose(out, conditioned_reference(model, x, z, batch, 4),
                           atol=1e-6)
     # The output of each element depends on its set's context.
     other = z.clone()
     other[3] += 1.0
-    changed = model(x, batch, dim_size=4, context=other)
+    changed = model(x, other, batch, dim_size=4)
     assert torch.allclose(changed[batch != 3], out[batch != 3], atol=1e-6)
     assert not torch.allclose(changed[batch == 3], out[batch == 3],
                               atol=1e-4)
     ptr = torch.tensor([0, 3, 3, 4, 9])
     order = torch.argsort(batch, stable=True)
-    assert torch.allclose(model(x[order], ptr=ptr, context=z), out[order],
+    assert torch.allclose(model(x[order], z, ptr=ptr), out[order],
                           atol=1e-6)
 
 
@@ -328,34 +326,51 @@ def test_equivariant_model_with_context_is_equivariant(sizes, fusion, seed):
     torch.manual_seed(seed)
     x, batch = make_batch(sizes, 3, generator=gen)
     z = torch.randn(len(sizes), 2, generator=gen)
-    model = DeepSetsEquivariant([3, 8, 2], aggr='max', context_channels=2,
-                                fusion=fusion)
+    model = DeepSetsConditionalEquivariant([3, 8, 2], 2, fusion=fusion,
+                                           aggr='max')
     assert_permutation_equivariant(model, x, batch, dim_size=len(sizes),
                                    set_inputs={'context': z}, generator=gen)
 
 
 def test_equivariant_model_with_context_errors():
-    model = DeepSetsEquivariant([3, 8, 2], context_channels=2)
+    model = DeepSetsConditionalEquivariant([3, 8, 2], 2)
     x, batch = torch.randn(4, 3), torch.tensor([0, 0, 1, 1])
-    with pytest.raises(ValueError, match=r"takes a per-set 'context' "
-                       r"\[num_sets, 2\]"):
+    # A forgotten context: the set ids land in its place.
+    with pytest.raises(TypeError, match=r"looks like the set ids: the "
+                       r"context comes second, model\(x, context, batch\)"):
         model(x, batch)
+    with pytest.raises(ValueError, match=r"takes a per-set 'context' "
+                       r"\[num_sets, 2\] as its second argument"):
+        model(x, batch=batch)
     with pytest.raises(ValueError, match="'context' has 3 rows but the batch "
                        "holds 2 sets"):
-        model(x, batch, context=torch.randn(3, 2))
-    with pytest.raises(ValueError, match="has no 'context_channels'"):
-        DeepSetsEquivariant([3, 2])(x, batch, context=torch.randn(2, 2))
+        model(x, torch.randn(3, 2), batch)
+    # A context given to a model that takes none names the models that do.
+    plain = DeepSetsEquivariant([3, 2])
+    with pytest.raises(TypeError, match=r"'batch' must be an integer tensor "
+                       r".*looks like a per-set context.*model\(x, context, "
+                       r"batch\)"):
+        plain(x, torch.randn(2, 2), batch)
+    with pytest.raises(ValueError, match="takes no 'context'.*"
+                       "DeepSetsConditionalEquivariant"):
+        plain(x, batch, context=torch.randn(2, 2))
     with pytest.raises(ValueError, match="'context_channels' must be"):
-        DeepSetsEquivariant([3, 2], context_channels=0)
+        DeepSetsConditionalEquivariant([3, 2], 0)
     with pytest.raises(ValueError, match="Unknown 'fusion'"):
-        DeepSetsEquivariant([3, 2], context_channels=2, fusion='mul')
-    # One context row per set leaves no room for leading dimensions.
-    with pytest.raises(ValueError, match=r"'x' must be a matrix "
-                       r"\[num_elements, num_features\] \(got shape "
-                       r"\(2, 4, 3\)\)"):
-        model(x.expand(2, 4, 3), batch, context=torch.randn(2, 2))
+        DeepSetsConditionalEquivariant([3, 2], 2, fusion='mul')
+    # Leading dimensions: every slice is its own batch of sets, sharing the
+    # context rows, or with its own.
+    z = torch.randn(2, 2)
+    stacked = model(x.expand(3, 4, 3), z, batch)
+    assert stacked.shape == (3, 4, 2)
+    assert torch.allclose(stacked[2], model(x, z, batch), atol=1e-6)
+    own = torch.randn(3, 2, 2)
+    assert torch.allclose(model(x.expand(3, 4, 3), own, batch)[1],
+                          model(x, own[1], batch), atol=1e-6)
+    with pytest.raises(ValueError, match=r"leading dimensions \(3,\)"):
+        model(x.expand(3, 4, 3), torch.randn(2, 2, 2), batch)
     plain = DeepSetsEquivariant([3, 2])
     assert torch.equal(plain(x.expand(2, 4, 3), batch)[1], plain(x, batch))
-    assert str(model) == ("DeepSetsEquivariant([3, 8, 2], "
+    assert str(model) == ("DeepSetsConditionalEquivariant([3, 8, 2], "
                           "aggr=SumAggregation(), tied=False, "
                           "context_channels=2, fusion='concat')")

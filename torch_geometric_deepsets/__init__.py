@@ -5,6 +5,7 @@ from torch_geometric_deepsets.dense import DenseSets, from_dense, to_dense
 from torch_geometric_deepsets.layers import PermutationEquivariantLayer
 from torch_geometric_deepsets.models import (
     DeepSetsConditional,
+    DeepSetsConditionalEquivariant,
     DeepSetsEquivariant,
     DeepSetsInvariant,
 )
@@ -19,6 +20,7 @@ __all__ = [
     'DeepSetsInvariant',
     'DeepSetsEquivariant',
     'DeepSetsConditional',
+    'DeepSetsConditionalEquivariant',
     'from_dense',
     'DenseSets',
     'to_dense',

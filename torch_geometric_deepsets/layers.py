@@ -5,18 +5,18 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from torch_geometric.nn.dense.linear import Linear, is_uninitialized_parameter
+from torch_geometric_deepsets.checks import check_int
 from torch_geometric_deepsets.pool import (
     AggrType,
     apply_aggr,
     broadcast,
-    call_with_sets,
-    check_int,
     pooled_width,
     resolve_aggr,
 )
+from torch_geometric_deepsets.sets import SetModule
 
 
-class PermutationEquivariantLayer(torch.nn.Module):
+class PermutationEquivariantLayer(SetModule):
     r"""The permutation-equivariant layer from the `"Deep Sets"
     <https://arxiv.org/abs/1703.06114>`_ paper (Lemma 3 and its
     multi-channel form, eq. 22):
@@ -103,32 +103,13 @@ class PermutationEquivariantLayer(torch.nn.Module):
             self.lin_pool.reset_parameters()
         self.aggr_module.reset_parameters()
 
-    def __call__(self, x: Tensor, batch: Optional[Tensor] = None,
-                 ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
-                 dim: int = -2) -> Tensor:
-        return call_with_sets(self, x, (), batch, ptr, dim_size, dim,
-                              'batch', self.in_channels, self)
-
-    def forward(
-        self,
-        x: Tensor,
-        batch: Optional[Tensor] = None,
-        ptr: Optional[Tensor] = None,
-        dim_size: Optional[int] = None,
-        dim: int = -2,
-    ) -> Tensor:
-        r"""Forward pass.
+    def forward(self, x: Tensor, batch: Optional[Tensor] = None,
+                ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
+                dim: int = -2) -> Tensor:
+        r"""The layer on every element.
 
         Args:
-            x (torch.Tensor): Element features :math:`(*, N, F_{in})`.
-            batch (torch.Tensor, optional): Set id of every element;
-                :obj:`None` (with :obj:`ptr=None`) means one set.
-                (default: :obj:`None`)
-            ptr (torch.Tensor, optional): Boundaries of sorted sets, an
-                alternative to :obj:`batch`. (default: :obj:`None`)
-            dim_size (int, optional): Number of sets. (default: :obj:`None`)
-            dim (int, optional): The dimension of the elements.
-                (default: :obj:`-2`)
+            {set_args}
         """
         if is_uninitialized_parameter(self.lin.weight):  # first call
             self.lin(x.narrow(dim, 0, 0))

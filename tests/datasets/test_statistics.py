@@ -53,7 +53,7 @@ def test_values_determinism_and_errors(tmp_path):
     assert not torch.equal(test.x[:10], reals.x[:10])
     with pytest.raises(ValueError, match="'statistic' must be one of"):
         SetStatistics(str(tmp_path), 'mean')
-    with pytest.raises(ValueError, match="'min_size' must be at least 2"):
+    with pytest.raises(ValueError, match="'min_size' must be an int >= 2"):
         SetStatistics(str(tmp_path), 'median', min_size=1)
-    with pytest.raises(ValueError, match="'max_size' must be at least 5"):
+    with pytest.raises(ValueError, match="'max_size' must be an int >= 5"):
         SetStatistics(str(tmp_path), 'median', max_size=4)

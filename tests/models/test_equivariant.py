@@ -168,7 +168,7 @@ def test_act_replaced_after_construction_is_used():
 def test_input_is_validated_once_per_call_not_per_layer(monkeypatch):
     # The layers of the stack get input the model validated: the prologue
     # runs once, while hooks on a layer still run.
-    pool_module = sys.modules['torch_geometric_deepsets.pool']
+    pool_module = sys.modules['torch_geometric_deepsets.sets']
     calls = []
     resolve = pool_module.resolve_sets
     monkeypatch.setattr(pool_module, 'resolve_sets',

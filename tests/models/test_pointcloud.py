@@ -155,8 +155,8 @@ def test_elu_variant():
 
 @pytest.mark.parametrize('kwargs,match', [
     (dict(num_classes=0), "'num_classes' must be a positive int"),
-    (dict(in_channels=True), "'in_channels' must be a positive int"),
-    (dict(hidden_channels=2.5), "'hidden_channels' must be a positive int"),
+    (dict(in_channels=0), "'in_channels' must be a positive int, or -1"),
+    (dict(hidden_channels=0), "'hidden_channels' must be a positive int"),
     (dict(num_layers=0), "'num_layers' must be a positive int"),
     (dict(dropout=1.0), r"'dropout' must lie in \[0, 1\)"),
     (dict(readout=None), "'readout' must be given"),

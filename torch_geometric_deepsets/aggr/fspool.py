@@ -1,20 +1,18 @@
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor
 from torch.nn import Parameter
+from torch.nn.parameter import UninitializedParameter
 
-from torch_geometric.nn.aggr import Aggregation
+from torch_geometric.nn.dense.linear import is_uninitialized_parameter
 from torch_geometric.utils import cumsum
 from torch_geometric_deepsets._kernels import segment_pool, set_counts
-from torch_geometric_deepsets.pool import (
-    call_with_sets,
-    check_int,
-    element_index,
-)
+from torch_geometric_deepsets.checks import check_int
+from torch_geometric_deepsets.sets import SetAggregation
 
 
-class FSPool(Aggregation):
+class FSPool(SetAggregation):
     r"""Featurewise sort pooling from the `"FSPool: Learning Set
     Representations with Featurewise Sort Pooling"
     <https://arxiv.org/abs/1906.02795>`_ paper (Zhang, Hare and
@@ -54,7 +52,8 @@ class FSPool(Aggregation):
     in :obj:`x`, which decides how the gradient is shared among them.
 
     Args:
-        in_channels (int): Size of each element :math:`C`.
+        in_channels (int): Size of each element :math:`C`, or :obj:`-1` to
+            find it at the first call.
         num_pieces (int): Number of linear pieces :math:`k` of each weight
             function.
 
@@ -65,48 +64,46 @@ class FSPool(Aggregation):
     """
     def __init__(self, in_channels: int, num_pieces: int) -> None:
         super().__init__()
-        self.in_channels = check_int('in_channels', in_channels)
+        self.in_channels = check_int('in_channels', in_channels, lazy=True)
         self.num_pieces = check_int('num_pieces', num_pieces)
-        self.weight = Parameter(torch.empty(in_channels, num_pieces + 1))
+        if in_channels == -1:
+            self.weight = UninitializedParameter()
+        else:
+            self.weight = Parameter(torch.empty(in_channels, num_pieces + 1))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         r"""Resets all learnable parameters of the module."""
         # Standard normal knots, as in the authors' implementation.
-        torch.nn.init.normal_(self.weight)
+        if not is_uninitialized_parameter(self.weight):
+            torch.nn.init.normal_(self.weight)
 
-    def __call__(self, x: Tensor, index: Optional[Tensor] = None,
-                 ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
-                 dim: int = -2, **kwargs: Any) -> Tensor:
-        return call_with_sets(self, x, (), index, ptr, dim_size, dim,
-                              'index', self.in_channels, self, **kwargs)
+    def _materialize(self, channels: int) -> None:
+        self.weight.materialize((channels, self.num_pieces + 1))
+        self.in_channels = channels
+        self.reset_parameters()
 
-    def forward(
-        self,
-        x: Tensor,
-        index: Optional[Tensor] = None,
-        ptr: Optional[Tensor] = None,
-        dim_size: Optional[int] = None,
-        dim: int = -2,
-        max_num_elements: Optional[int] = None,
-    ) -> Tensor:
-        r"""Forward pass.
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # A lazy module takes its width from the weights it loads.
+        weight = state_dict.get(prefix + 'weight')
+        if is_uninitialized_parameter(self.weight) and weight is not None:
+            self._materialize(weight.size(0))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def forward(self, x: Tensor, index: Optional[Tensor] = None,
+                ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
+                dim: int = -2, max_num_elements: Optional[int] = None
+                ) -> Tensor:
+        r"""Featurewise sort pooling of every set.
 
         Args:
-            x (torch.Tensor): Element features :math:`(*, N, C)`.
-            index (torch.Tensor, optional): Set id of every element (PyG's
-                :obj:`batch` vector). (default: :obj:`None`)
-            ptr (torch.Tensor, optional): Boundaries of sorted sets, an
-                alternative to :obj:`index`. (default: :obj:`None`)
-            dim_size (int, optional): Number of sets :math:`B`.
-                (default: :obj:`None`)
-            dim (int, optional): The dimension of the elements.
-                (default: :obj:`-2`)
+            {set_args}
             max_num_elements (int, optional): Accepted for PyG's
                 :class:`Aggregation` interface; unused (nothing is padded).
                 (default: :obj:`None`)
         """
-        index = element_index(x, index, ptr, dim)
+        if is_uninitialized_parameter(self.weight):  # lazy: the first call
+            self._materialize(x.size(-1))
         k = self.num_pieces
 
         # Along the element dimension, for every feature: rows grouped by set

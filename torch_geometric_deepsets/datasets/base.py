@@ -9,18 +9,9 @@ from torch import Tensor
 
 from torch_geometric.data import Data, InMemoryDataset
 from torch_geometric.io import fs
+from torch_geometric_deepsets.checks import check_int
 
 SPLITS = ('train', 'test')
-
-
-def check_int(name: str, value: Any, minimum: int) -> int:
-    r"""Raises unless :obj:`value` is an int of at least :obj:`minimum`."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"'{name}' must be an int "
-                        f"(got {type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"'{name}' must be at least {minimum} (got {value})")
-    return int(value)
 
 
 def check_sizes(name: str, sizes: Any, minimum: int = 1) -> List[int]:

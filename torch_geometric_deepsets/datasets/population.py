@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from torch_geometric_deepsets.checks import check_int
 from torch_geometric_deepsets.datasets.base import (
     SyntheticSetDataset,
-    check_int,
     check_split,
 )
 

@@ -1,8 +1,12 @@
 from torch_geometric_deepsets.models.conditional import DeepSetsConditional
-from torch_geometric_deepsets.models.equivariant import DeepSetsEquivariant
+from torch_geometric_deepsets.models.equivariant import (
+    DeepSetsConditionalEquivariant,
+    DeepSetsEquivariant,
+)
 from torch_geometric_deepsets.models.invariant import DeepSetsInvariant
 
-__all__ = ['DeepSetsInvariant', 'DeepSetsEquivariant', 'DeepSetsConditional']
+__all__ = ['DeepSetsInvariant', 'DeepSetsEquivariant', 'DeepSetsConditional',
+           'DeepSetsConditionalEquivariant']
 from torch_geometric_deepsets.models.pointcloud import DeepSetsPointCloud
 
 __all__ += ['DeepSetsPointCloud']

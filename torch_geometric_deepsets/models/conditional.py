@@ -5,33 +5,30 @@ from torch import Tensor
 
 from torch_geometric.nn import MLP
 from torch_geometric.nn.inits import reset
-from torch_geometric_deepsets.models._utils import (
-    ActType,
+from torch_geometric_deepsets.checks import check_dropout, check_int
+from torch_geometric_deepsets.models.context import (
     ContextFusion,
+    check_fusion,
+    joins_after_first_layer,
+)
+from torch_geometric_deepsets.models.fused import phi_pool
+from torch_geometric_deepsets.models.mlp import (
+    ActType,
     ModuleSpec,
     build_phi,
     build_rho,
     check_channels,
-    check_dropout,
-    check_fusion,
     check_rho_input,
     first_linear,
     in_channels_of,
     out_channels_of,
-    phi_pool,
     run,
 )
-from torch_geometric_deepsets.pool import (
-    AggrType,
-    call_with_sets,
-    check_int,
-    element_index,
-    pooled_width,
-    resolve_aggr,
-)
+from torch_geometric_deepsets.pool import AggrType, pooled_width, resolve_aggr
+from torch_geometric_deepsets.sets import SetModule
 
 
-class DeepSetsConditional(torch.nn.Module):
+class DeepSetsConditional(SetModule):
     r"""A Deep Sets model conditioned on a per-set context :math:`\mathbf{z}_s`
     (the :math:`\phi(\mathbf{x}_m \mid \mathbf{z})` of the `"Deep Sets"
     <https://arxiv.org/abs/1703.06114>`_ paper):
@@ -57,7 +54,9 @@ class DeepSetsConditional(torch.nn.Module):
 
     Context projections are computed once per set and then gathered to the
     elements. For every fixed :math:`\mathbf{z}_s` the model is invariant to
-    the order of the elements.
+    the order of the elements. Like every conditioned model of the package
+    it takes the context as its second argument: :obj:`model(x, context,
+    batch)`.
 
     Args:
         phi (List[int] or torch.nn.Module): The element network. A channel
@@ -87,10 +86,15 @@ class DeepSetsConditional(torch.nn.Module):
             (default: :obj:`None`)
 
     Shapes:
-        - **input:** elements :math:`(N, F_{in})`, context :math:`(B, C)`,
-          set ids :math:`(N)` or boundaries :math:`(B + 1)`
-        - **output:** :math:`(B, F_{out})`
+        - **input:** elements :math:`(*, N, F_{in})`, context
+          :math:`(B, C)` or :math:`(*, B, C)`, set ids :math:`(N)` or
+          boundaries :math:`(B + 1)`
+        - **output:** :math:`(*, B, F_{out})`
     """
+    takes_context = True
+    #: The context is gathered to the rows of a matrix.
+    folds_leading_dims = True
+
     def __init__(
         self,
         phi: ModuleSpec,
@@ -122,7 +126,7 @@ class DeepSetsConditional(torch.nn.Module):
                                  "layer, so 'phi' must be a channel list "
                                  "[in, hidden..., out]")
             channels = check_channels(phi, 'phi')
-            if len(channels) > 2:
+            if joins_after_first_layer(fusion, channels):
                 self.phi_first = MLP(channels[:2], act=act, norm=norm,
                                      dropout=dropout, plain_last=False)
                 phi = channels[1:]
@@ -149,7 +153,7 @@ class DeepSetsConditional(torch.nn.Module):
                                  f"the width of phi's input, which is unknown "
                                  f"for this 'phi'; pass a channel list, a "
                                  f"Linear or an MLP")
-        self.fusion_module = ContextFusion(fusion, context_channels,
+        self.context_fusion = ContextFusion(fusion, context_channels,
                                            fused_width)
 
         rho_extra = context_channels if context_in_rho else 0
@@ -164,45 +168,29 @@ class DeepSetsConditional(torch.nn.Module):
         reset(self.phi_first)
         reset(self.phi)
         reset(self.rho)
-        self.fusion_module.reset_parameters()
+        self.context_fusion.reset_parameters()
         self.aggr_module.reset_parameters()
 
-    def __call__(self, x: Tensor, context: Tensor,
-                 batch: Optional[Tensor] = None, ptr: Optional[Tensor] = None,
-                 dim_size: Optional[int] = None) -> Tensor:
-        return call_with_sets(self, x, (context, ), batch, ptr, dim_size, -2,
-                              'batch', self.in_channels,
-                              self.phi_first or self.phi, matrix=True)
+    def input_layer(self) -> torch.nn.Module:
+        return self.phi_first or self.phi
 
-    def forward(
-        self,
-        x: Tensor,
-        context: Tensor,
-        batch: Optional[Tensor] = None,
-        ptr: Optional[Tensor] = None,
-        dim_size: Optional[int] = None,
-        dim: int = 0,
-    ) -> Tensor:
-        r"""Forward pass.
+    def context_width(self) -> Optional[int]:
+        return self.context_fusion.expected_channels(first_linear(self.phi),
+                                                     self.in_channels)
+
+    def forward(self, x: Tensor, context: Tensor,
+                batch: Optional[Tensor] = None, ptr: Optional[Tensor] = None,
+                dim_size: Optional[int] = None, dim: int = -2) -> Tensor:
+        r""":math:`f(\mathcal{X}_s \mid \mathbf{z}_s)` for every set.
 
         Args:
-            x (torch.Tensor): Element features :math:`(N, F_{in})`.
-            context (torch.Tensor): One context row per set :math:`(B, C)`.
-            batch (torch.Tensor, optional): Set id of every element.
-                (default: :obj:`None`)
-            ptr (torch.Tensor, optional): Boundaries of sorted sets, an
-                alternative to :obj:`batch`. (default: :obj:`None`)
-            dim_size (int, optional): Number of sets :math:`B`, needed when
-                trailing sets are empty and only :obj:`batch` is given.
-                (default: :obj:`None`)
+            {set_args}
         """
-        self.fusion_module.check(context, dim_size, x.dtype,
-                                 first_linear(self.phi), self.in_channels)
-        index = element_index(x, batch, ptr)
         if self.phi_first is not None:
-            x = run(self.phi_first, x, index, ptr, dim_size, 0)
-        x = self.fusion_module(x, context, index)
-        out = phi_pool(self.phi, self.aggr_module, x, index, ptr, dim_size, 0)
+            x = run(self.phi_first, x, batch, ptr, dim_size, dim)
+        x = self.context_fusion(x, context, batch)
+        out = phi_pool(self.phi, self.aggr_module, x, batch, ptr, dim_size,
+                       dim)
         extra = context.size(-1) if self.context_in_rho else 0
         check_rho_input(self.rho, out.size(-1), self.aggr_module, extra)
         if self.context_in_rho:

@@ -6,20 +6,11 @@ from torch import Tensor
 
 from torch_geometric.nn.norm import LayerNorm
 from torch_geometric.nn.resolver import activation_resolver
+from torch_geometric_deepsets.checks import check_dropout, check_int
 from torch_geometric_deepsets.layers import PermutationEquivariantLayer
-from torch_geometric_deepsets.models._utils import (
-    check_dropout,
-    stack_options,
-)
-from torch_geometric_deepsets.pool import (
-    AggrType,
-    apply_aggr,
-    call_validated,
-    call_with_sets,
-    check_int,
-    element_index,
-    resolve_aggr,
-)
+from torch_geometric_deepsets.models.mlp import stack_options
+from torch_geometric_deepsets.pool import AggrType, apply_aggr, resolve_aggr
+from torch_geometric_deepsets.sets import SetModule, call_validated
 
 NORMS = ('set_norm', 'layer_norm')
 
@@ -40,7 +31,7 @@ def _norm(norm: Optional[str], channels: int) -> Optional[LayerNorm]:
     return LayerNorm(channels, mode='graph' if norm == 'set_norm' else 'node')
 
 
-class EquivariantResidualBlock(torch.nn.Module):
+class EquivariantResidualBlock(SetModule):
     r"""The "clean path" equivariant residual block from the `"Set Norm and
     Equivariant Skip Connections: Putting the Deep in Deep Sets"
     <https://arxiv.org/abs/2206.11925>`_ paper (Zhang et al., ICML 2022):
@@ -70,7 +61,9 @@ class EquivariantResidualBlock(torch.nn.Module):
     :obj:`mode="graph"`, given the set ids.
 
     Args:
-        channels (int): Width of the elements, kept by the block.
+        channels (int): Width of the elements, kept by the block, or
+            :obj:`-1` to find it at the first call (the layers are then
+            built at the first call, as PyG's lazy layers are).
         aggr (str or Aggregation or list, optional): The pooling of both
             equivariant layers. (default: :obj:`"sum"`)
         tied (bool, optional): Use the tied layer form (eq. 23 of Deep Sets).
@@ -86,10 +79,13 @@ class EquivariantResidualBlock(torch.nn.Module):
             (default: :obj:`None`)
 
     Shapes:
-        - **input:** elements :math:`(N, C)`, set ids :math:`(N)` or
+        - **input:** elements :math:`(*, N, C)`, set ids :math:`(N)` or
           boundaries :math:`(B + 1)`
-        - **output:** :math:`(N, C)`
+        - **output:** :math:`(*, N, C)`
     """
+    #: Set norm (PyG's LayerNorm in graph mode) normalises matrices only.
+    folds_leading_dims = True
+
     def __init__(
         self,
         channels: int,
@@ -102,19 +98,37 @@ class EquivariantResidualBlock(torch.nn.Module):
     ) -> None:
         super().__init__()
         check_dropout(dropout)
-        self.channels = check_int('channels', channels)
+        self.channels = check_int('channels', channels, lazy=True)
         self.tied = tied
         self.norm = norm
         self.dropout = dropout
-        self.lin1 = PermutationEquivariantLayer(channels, channels, aggr=aggr,
-                                                tied=tied,
-                                                aggr_kwargs=aggr_kwargs)
-        self.lin2 = PermutationEquivariantLayer(channels, channels, aggr=aggr,
-                                                tied=tied,
-                                                aggr_kwargs=aggr_kwargs)
-        self.norm1 = _norm(norm, channels)
-        self.norm2 = _norm(norm, channels)
+        # A plain dict: an Aggregation instance here must not become a
+        # submodule of its own (the layers hold it).
+        self._layer_options = dict(aggr=aggr, tied=tied,
+                                   aggr_kwargs=aggr_kwargs)
+        _norm(norm, 1)  # validates 'norm' now, not at the first call
+        self.lin1: Optional[PermutationEquivariantLayer] = None
+        self.lin2: Optional[PermutationEquivariantLayer] = None
+        self.norm1: Optional[LayerNorm] = None
+        self.norm2: Optional[LayerNorm] = None
         self.act = activation_resolver(act) if act is not None else None
+        if self.channels > 0:
+            self._build(self.channels)
+
+    def _build(self, channels: int) -> None:
+        self.channels = channels
+        layer = self._layer_options
+        self.lin1 = PermutationEquivariantLayer(channels, channels, **layer)
+        self.lin2 = PermutationEquivariantLayer(channels, channels, **layer)
+        self.norm1 = _norm(self.norm, channels)
+        self.norm2 = _norm(self.norm, channels)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # A lazy block takes its width from the weights it loads.
+        weight = state_dict.get(prefix + 'lin1.lin.weight')
+        if self.lin1 is None and weight is not None:
+            self._build(weight.size(-1))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def reset_parameters(self) -> None:
         r"""Resets all learnable parameters of the module."""
@@ -122,43 +136,35 @@ class EquivariantResidualBlock(torch.nn.Module):
             if module is not None:
                 module.reset_parameters()
 
-    def __call__(self, x: Tensor, batch: Optional[Tensor] = None,
-                 ptr: Optional[Tensor] = None,
-                 dim_size: Optional[int] = None) -> Tensor:
-        # PyG's LayerNorm, the set norm, normalises matrices only.
-        return call_with_sets(self, x, (), batch, ptr, dim_size, -2, 'batch',
-                              self.channels, self, matrix=True)
+    def input_layer(self) -> Optional[torch.nn.Module]:
+        return self.lin1
 
-    def forward(
-        self,
-        x: Tensor,
-        batch: Optional[Tensor] = None,
-        ptr: Optional[Tensor] = None,
-        dim_size: Optional[int] = None,
-        dim: int = 0,
-    ) -> Tensor:
-        r"""Forward pass.
+    def _aggr_repr(self) -> str:
+        if self.lin1 is not None:
+            return str(self.lin1.aggr_module)
+        return str(resolve_aggr(self._layer_options['aggr'],
+                                self._layer_options['aggr_kwargs']))
+
+    def forward(self, x: Tensor, batch: Optional[Tensor] = None,
+                ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
+                dim: int = -2) -> Tensor:
+        r"""The block on every element.
 
         Args:
-            x (torch.Tensor): Element features :math:`(N, C)`.
-            batch (torch.Tensor, optional): Set id of every element;
-                :obj:`None` (with :obj:`ptr=None`) means one set.
-                (default: :obj:`None`)
-            ptr (torch.Tensor, optional): Boundaries of sorted sets, an
-                alternative to :obj:`batch`. (default: :obj:`None`)
-            dim_size (int, optional): Number of sets. (default: :obj:`None`)
+            {set_args}
         """
-        index = element_index(x, batch, ptr)
-        h = _pre_activate(self.norm1, self.act, x, index, dim_size)
-        h = call_validated(self.lin1, h, index, dim_size=dim_size, dim=0)
-        h = _pre_activate(self.norm2, self.act, h, index, dim_size)
+        if self.lin1 is None:  # lazy: the first call gives the width
+            self._build(x.size(-1))
+            self.to(x.device, x.dtype if x.is_floating_point() else None)
+        h = _pre_activate(self.norm1, self.act, x, batch, dim_size)
+        h = call_validated(self.lin1, h, batch, dim_size)
+        h = _pre_activate(self.norm2, self.act, h, batch, dim_size)
         h = F.dropout(h, p=self.dropout, training=self.training)
-        return x + call_validated(self.lin2, h, index, dim_size=dim_size,
-                                  dim=0)
+        return x + call_validated(self.lin2, h, batch, dim_size)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.channels}, '
-                f'aggr={self.lin1.aggr_module}, tied={self.tied}, '
+                f'aggr={self._aggr_repr()}, tied={self.tied}, '
                 f'norm={self.norm}{stack_options(self.act, self.dropout)})')
 
 
@@ -170,7 +176,7 @@ def _pre_activate(norm: Optional[LayerNorm], act: Optional[torch.nn.Module],
     return x if act is None else act(x)
 
 
-class DeepSetsPlusPlus(torch.nn.Module):
+class DeepSetsPlusPlus(SetModule):
     r"""DeepSets++ from the `"Set Norm and Equivariant Skip Connections:
     Putting the Deep in Deep Sets" <https://arxiv.org/abs/2206.11925>`_ paper
     (Zhang et al., ICML 2022): an equivariant layer to the hidden width, a
@@ -213,12 +219,14 @@ class DeepSetsPlusPlus(torch.nn.Module):
             (default: :obj:`None`)
 
     Shapes:
-        - **input:** elements :math:`(N, F_{in})` (a matrix: set norm takes
-          no leading dimensions), set ids :math:`(N)` or boundaries
-          :math:`(B + 1)`
-        - **output:** :math:`(N, F_{out})`, or :math:`(B, F_{out}')` with
-          :obj:`readout`
+        - **input:** elements :math:`(*, N, F_{in})`, set ids :math:`(N)`
+          or boundaries :math:`(B + 1)`
+        - **output:** :math:`(*, N, F_{out})`, or :math:`(*, B, F_{out}')`
+          with :obj:`readout`
     """
+    #: Set norm (PyG's LayerNorm in graph mode) normalises matrices only.
+    folds_leading_dims = True
+
     def __init__(
         self,
         in_channels: int,
@@ -267,31 +275,25 @@ class DeepSetsPlusPlus(torch.nn.Module):
         if self.readout is not None:
             self.readout.reset_parameters()
 
-    def __call__(self, x: Tensor, batch: Optional[Tensor] = None,
-                 ptr: Optional[Tensor] = None,
-                 dim_size: Optional[int] = None) -> Tensor:
-        return call_with_sets(self, x, (), batch, ptr, dim_size, -2, 'batch',
-                              self.in_channels, self.lin_in, matrix=True)
+    def input_layer(self) -> torch.nn.Module:
+        return self.lin_in
 
-    def forward(
-        self,
-        x: Tensor,
-        batch: Optional[Tensor] = None,
-        ptr: Optional[Tensor] = None,
-        dim_size: Optional[int] = None,
-        dim: int = 0,
-    ) -> Tensor:
-        r"""Forward pass; arguments as in
-        :meth:`EquivariantResidualBlock.forward`."""
-        # The set of every row, found once for all layers.
-        index = element_index(x, batch, ptr)
-        h = call_validated(self.lin_in, x, index, dim_size=dim_size, dim=0)
+    def forward(self, x: Tensor, batch: Optional[Tensor] = None,
+                ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
+                dim: int = -2) -> Tensor:
+        r"""DeepSets++ on every element (pooled with :obj:`readout`, where
+        given).
+
+        Args:
+            {set_args}
+        """
+        h = call_validated(self.lin_in, x, batch, dim_size)
         for block in self.blocks:
-            h = call_validated(block, h, index, dim_size=dim_size, dim=0)
-        h = _pre_activate(self.norm_out, self.act, h, index, dim_size)
-        h = call_validated(self.lin_out, h, index, dim_size=dim_size, dim=0)
+            h = call_validated(block, h, batch, dim_size)
+        h = _pre_activate(self.norm_out, self.act, h, batch, dim_size)
+        h = call_validated(self.lin_out, h, batch, dim_size)
         if self.readout is not None:
-            h = apply_aggr(self.readout, h, index, ptr, dim_size, 0)
+            h = apply_aggr(self.readout, h, batch, ptr, dim_size, 0)
         return h
 
     def __repr__(self) -> str:

@@ -1,29 +1,25 @@
 from typing import Any, Dict, Optional
 
+import torch
 from torch import Tensor
 
-from torch_geometric.nn.aggr import Aggregation
 from torch_geometric.nn.inits import reset
-from torch_geometric_deepsets.models._utils import (
+from torch_geometric_deepsets.checks import check_dropout
+from torch_geometric_deepsets.models.fused import phi_pool
+from torch_geometric_deepsets.models.mlp import (
     ActType,
     ModuleSpec,
     build_phi,
     build_rho,
-    check_dropout,
     check_rho_input,
     in_channels_of,
     out_channels_of,
-    phi_pool,
 )
-from torch_geometric_deepsets.pool import (
-    AggrType,
-    call_with_sets,
-    pooled_width,
-    resolve_aggr,
-)
+from torch_geometric_deepsets.pool import AggrType, pooled_width, resolve_aggr
+from torch_geometric_deepsets.sets import SetAggregation
 
 
-class DeepSetsInvariant(Aggregation):
+class DeepSetsInvariant(SetAggregation):
     r"""The permutation-invariant Deep Sets model from the `"Deep Sets"
     <https://arxiv.org/abs/1703.06114>`_ paper (Theorem 2):
 
@@ -99,38 +95,27 @@ class DeepSetsInvariant(Aggregation):
         reset(self.rho)
         self.aggr_module.reset_parameters()
 
-    def __call__(self, x: Tensor, index: Optional[Tensor] = None,
-                 ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
-                 dim: int = -2, **kwargs: Any) -> Tensor:
+    #: Pooling alone runs on :obj:`ptr`; the set ids are built only where
+    #: phi's normalisation or the aggregation needs them.
+    needs_index = False
+
+    def input_layer(self) -> torch.nn.Module:
+        return self.phi
+
+    def elements_along_any_dim(self) -> bool:
         # Without a known input width phi is not known to read the last
         # dimension as features, so it may hold the elements, as PyG's
         # aggregations allow.
-        return call_with_sets(self, x, (), index, ptr, dim_size, dim,
-                              'index', self.in_channels, self.phi,
-                              any_dim=self.in_channels is None, **kwargs)
+        return self.in_channels is None
 
-    def forward(
-        self,
-        x: Tensor,
-        index: Optional[Tensor] = None,
-        ptr: Optional[Tensor] = None,
-        dim_size: Optional[int] = None,
-        dim: int = -2,
-        max_num_elements: Optional[int] = None,
-    ) -> Tensor:
-        r"""Forward pass.
+    def forward(self, x: Tensor, index: Optional[Tensor] = None,
+                ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
+                dim: int = -2, max_num_elements: Optional[int] = None
+                ) -> Tensor:
+        r""":math:`\rho` of the pooled :math:`\phi` of every set.
 
         Args:
-            x (torch.Tensor): Element features :math:`(*, N, F_{in})`.
-            index (torch.Tensor, optional): Set id of every element (PyG's
-                :obj:`batch` vector). (default: :obj:`None`)
-            ptr (torch.Tensor, optional): Boundaries of sorted sets, an
-                alternative to :obj:`index`. (default: :obj:`None`)
-            dim_size (int, optional): Number of sets :math:`B`.
-                (default: :obj:`None`)
-            dim (int, optional): The dimension of the elements; the last
-                one only where :math:`\phi` has no known input width.
-                (default: :obj:`-2`)
+            {set_args}
             max_num_elements (int, optional): The most elements of a set
                 that aggregations which pad sets (e.g. :obj:`"lstm"`,
                 :obj:`"sort"`) take, as in PyG's

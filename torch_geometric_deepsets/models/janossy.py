@@ -5,28 +5,21 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
-from torch_geometric.nn.aggr import Aggregation
 from torch_geometric.nn.inits import reset
 from torch_geometric.utils import cumsum
 from torch_geometric_deepsets._kernels import along, set_counts
-from torch_geometric_deepsets.models._utils import (
+from torch_geometric_deepsets.checks import check_dropout, check_int
+from torch_geometric_deepsets.models.fused import phi_pool
+from torch_geometric_deepsets.models.mlp import (
     ModuleSpec,
     build_phi,
     build_rho,
-    check_dropout,
     check_rho_input,
     in_channels_of,
     out_channels_of,
-    phi_pool,
 )
-from torch_geometric_deepsets.pool import (
-    AggrType,
-    call_with_sets,
-    check_int,
-    element_index,
-    pooled_width,
-    resolve_aggr,
-)
+from torch_geometric_deepsets.pool import AggrType, pooled_width, resolve_aggr
+from torch_geometric_deepsets.sets import SetAggregation
 
 #: The largest :obj:`max_tuples` allowed: tuple counts are then computed in
 #: int64 without overflow (saturating at :obj:`max_tuples + 1`).
@@ -181,7 +174,7 @@ def _gather_tuples(x: Tensor, rows: List[Tensor], valid: List[Tensor],
     return torch.cat(parts, dim=-1)
 
 
-class JanossyPooling(Aggregation):
+class JanossyPooling(SetAggregation):
     r"""The :math:`k`-ary Janossy pooling from the `"Janossy Pooling:
     Learning Deep Permutation-Invariant Functions for Variable-Size Inputs"
     <https://arxiv.org/abs/1811.01900>`_ paper (Murphy et al., ICLR 2019):
@@ -265,25 +258,22 @@ class JanossyPooling(Aggregation):
         reset(self.rho)
         self.aggr_module.reset_parameters()
 
-    def __call__(self, x: Tensor, index: Optional[Tensor] = None,
-                 ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
-                 dim: int = -2, **kwargs: Any) -> Tensor:
-        return call_with_sets(self, x, (), index, ptr, dim_size, dim,
-                              'index', self.in_channels, self.phi,
-                              **kwargs)
+    def input_layer(self) -> torch.nn.Module:
+        return self.phi
 
-    def forward(
-        self,
-        x: Tensor,
-        index: Optional[Tensor] = None,
-        ptr: Optional[Tensor] = None,
-        dim_size: Optional[int] = None,
-        dim: int = -2,
-        max_num_elements: Optional[int] = None,
-    ) -> Tensor:
-        r"""Forward pass; arguments as in
-        :meth:`DeepSetsInvariant.forward`."""
-        index = element_index(x, index, ptr, dim)
+    def forward(self, x: Tensor, index: Optional[Tensor] = None,
+                ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
+                dim: int = -2, max_num_elements: Optional[int] = None
+                ) -> Tensor:
+        r""":math:`\rho` of the pooled :math:`\phi` of the tuples of every
+        set.
+
+        Args:
+            {set_args}
+            max_num_elements (int, optional): Accepted for PyG's
+                :class:`Aggregation` interface; unused (nothing is padded).
+                (default: :obj:`None`)
+        """
         tuple_set, count, rows, valid = enumerate_tuples(
             index, dim_size, self.k, self.max_tuples)
         tuples = _gather_tuples(x, rows, valid, dim)
@@ -299,7 +289,7 @@ class JanossyPooling(Aggregation):
                 f'k={self.k}, aggr={self.aggr_module})')
 
 
-class JanossyPiSGD(Aggregation):
+class JanossyPiSGD(SetAggregation):
     r"""Janossy pooling over sampled permutations (:math:`\pi`-SGD) from the
     `"Janossy Pooling: Learning Deep Permutation-Invariant Functions for
     Variable-Size Inputs" <https://arxiv.org/abs/1811.01900>`_ paper
@@ -352,10 +342,12 @@ class JanossyPiSGD(Aggregation):
             (default: :obj:`0.0`)
 
     Shapes:
-        - **input:** elements :math:`(N, F)` (a matrix), set ids
-          :math:`(N)` or boundaries :math:`(B + 1)`
-        - **output:** :math:`(B, F_{out})`
+        - **input:** elements :math:`(*, N, F)`, set ids :math:`(N)` or
+          boundaries :math:`(B + 1)`
+        - **output:** :math:`(*, B, F_{out})`
     """
+    #: Orderings are sampled on the rows of a matrix.
+    folds_leading_dims = True
     def __init__(
         self,
         phi: ModuleSpec,
@@ -395,27 +387,22 @@ class JanossyPiSGD(Aggregation):
         reset(self.phi)
         reset(self.rho)
 
-    def __call__(self, x: Tensor, index: Optional[Tensor] = None,
-                 ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
-                 dim: int = -2, **kwargs: Any) -> Tensor:
-        # Sequences of rows: the elements must be the rows of a matrix.
-        return call_with_sets(self, x, (), index, ptr, dim_size, dim,
-                              'index', self.in_channels, self.phi,
-                              matrix=True, **kwargs)
+    def input_layer(self) -> torch.nn.Module:
+        return self.phi
 
-    def forward(
-        self,
-        x: Tensor,
-        index: Optional[Tensor] = None,
-        ptr: Optional[Tensor] = None,
-        dim_size: Optional[int] = None,
-        dim: int = 0,
-        max_num_elements: Optional[int] = None,
-    ) -> Tensor:
-        r"""Forward pass; arguments as in
-        :meth:`DeepSetsInvariant.forward`, for a matrix :obj:`x`
-        :math:`(N, F)`."""
-        index = element_index(x, index, ptr)
+    def forward(self, x: Tensor, index: Optional[Tensor] = None,
+                ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
+                dim: int = -2, max_num_elements: Optional[int] = None
+                ) -> Tensor:
+        r""":math:`\rho` of the average :math:`\overrightarrow{\phi}` over
+        sampled orderings of every set.
+
+        Args:
+            {set_args}
+            max_num_elements (int, optional): Accepted for PyG's
+                :class:`Aggregation` interface; unused (nothing is padded).
+                (default: :obj:`None`)
+        """
         num = self.num_samples if self.training else self.num_eval_samples
         h = self.sample(x, index, dim_size, num)
         check_rho_input(self.rho, h.size(-1), None)

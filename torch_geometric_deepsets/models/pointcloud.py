@@ -6,12 +6,13 @@ from torch.nn import Dropout, Linear
 
 from torch_geometric.nn.inits import reset
 from torch_geometric.nn.resolver import activation_resolver
-from torch_geometric_deepsets.models._utils import check_dropout
+from torch_geometric_deepsets.checks import check_dropout, check_int
 from torch_geometric_deepsets.models.equivariant import DeepSetsEquivariant
-from torch_geometric_deepsets.pool import AggrType, check_int, pooled_width
+from torch_geometric_deepsets.pool import AggrType, pooled_width
+from torch_geometric_deepsets.sets import SetModule, call_validated
 
 
-class DeepSetsPointCloud(torch.nn.Module):
+class DeepSetsPointCloud(SetModule):
     r"""The point-cloud classifier of the `"Deep Sets"
     <https://arxiv.org/abs/1703.06114>`_ paper (Sec. 4.2; the authors'
     :obj:`PointClouds/classifier.py`): permutation-equivariant layers in
@@ -36,7 +37,8 @@ class DeepSetsPointCloud(torch.nn.Module):
 
     Args:
         in_channels (int, optional): Features per point, e.g. :obj:`3` for
-            coordinates or :obj:`6` with normals. (default: :obj:`3`)
+            coordinates or :obj:`6` with normals, or :obj:`-1` to find it at
+            the first call. (default: :obj:`3`)
         num_classes (int, optional): Number of classes.
             (default: :obj:`40`)
         hidden_channels (int, optional): Width of every equivariant layer
@@ -56,9 +58,9 @@ class DeepSetsPointCloud(torch.nn.Module):
             before the classifier. (default: :obj:`"max"`)
 
     Shapes:
-        - **input:** points :math:`(N, F_{in})`, cloud ids :math:`(N)` or
+        - **input:** points :math:`(*, N, F_{in})`, cloud ids :math:`(N)` or
           boundaries :math:`(B + 1)`
-        - **output:** class scores (logits) :math:`(B, C)`
+        - **output:** class scores (logits) :math:`(*, B, C)`
     """
     def __init__(
         self,
@@ -73,8 +75,8 @@ class DeepSetsPointCloud(torch.nn.Module):
         readout: AggrType = 'max',
     ) -> None:
         super().__init__()
-        for name, value in (('in_channels', in_channels),
-                            ('num_classes', num_classes),
+        check_int('in_channels', in_channels, lazy=True)
+        for name, value in (('num_classes', num_classes),
                             ('hidden_channels', hidden_channels),
                             ('num_layers', num_layers)):
             check_int(name, value)
@@ -106,26 +108,19 @@ class DeepSetsPointCloud(torch.nn.Module):
         self.encoder.reset_parameters()
         reset(self.head)
 
-    def forward(
-        self,
-        x: Tensor,
-        batch: Optional[Tensor] = None,
-        ptr: Optional[Tensor] = None,
-        dim_size: Optional[int] = None,
-    ) -> Tensor:
-        r"""Forward pass.
+    def input_layer(self) -> torch.nn.Module:
+        return self.encoder.input_layer()
+
+    def forward(self, x: Tensor, batch: Optional[Tensor] = None,
+                ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
+                dim: int = -2) -> Tensor:
+        r"""The class scores of every point cloud.
 
         Args:
-            x (torch.Tensor): Point features :math:`(N, F_{in})`.
-            batch (torch.Tensor, optional): Cloud id of every point;
-                :obj:`None` (with :obj:`ptr=None`) means one cloud.
-                (default: :obj:`None`)
-            ptr (torch.Tensor, optional): Boundaries of sorted clouds, an
-                alternative to :obj:`batch`. (default: :obj:`None`)
-            dim_size (int, optional): Number of clouds :math:`B`.
-                (default: :obj:`None`)
+            {set_args}
         """
-        return self.head(self.encoder(x, batch, ptr, dim_size))
+        return self.head(call_validated(self.encoder, x, batch, dim_size,
+                                        dim))
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.in_channels}, '

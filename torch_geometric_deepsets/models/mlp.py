@@ -1,21 +1,15 @@
-r"""Building blocks the models share: element and set networks from channel
-lists, calling them with the batch vector where they use it, and pooling
-moved in front of :math:`\phi`'s last affine layer."""
+r"""Element and set networks from channel lists: building :math:`\phi` and
+:math:`\rho`, knowing their input and output widths where their structure
+shows them, and calling them with the batch vector where they use it."""
 from typing import List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
 from torch_geometric.nn import MLP
-from torch_geometric.nn.aggr import (
-    Aggregation,
-    MeanAggregation,
-    SumAggregation,
-)
+from torch_geometric.nn.aggr import Aggregation
 from torch_geometric.nn.dense.linear import Linear as PygLinear
-from torch_geometric.nn.dense.linear import is_uninitialized_parameter
-from torch_geometric_deepsets._kernels import pool_affine
-from torch_geometric_deepsets.pool import apply_aggr, element_index
+from torch_geometric_deepsets.sets import element_index
 
 ModuleSpec = Union[Sequence[int], torch.nn.Module]
 ActType = Union[str, torch.nn.Module, None]
@@ -39,12 +33,6 @@ def check_channels(spec: Sequence[int], name: str) -> List[int]:
                          f"ints [in, ..., out], all positive except a lazy "
                          f"input width of -1 (got {channels})")
     return channels
-
-
-def check_dropout(dropout: float, name: str = 'dropout') -> None:
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) \
-            or not 0.0 <= dropout < 1.0:
-        raise ValueError(f"'{name}' must lie in [0, 1) (got {dropout!r})")
 
 
 class SplitMLP(torch.nn.Module):
@@ -252,191 +240,3 @@ def run(module: torch.nn.Module, x: Tensor, index: Optional[Tensor],
             batch = element_index(x, index, ptr, dim)
         return module(x, batch, dim_size)
     return module(x)
-
-
-def affine_last(phi: torch.nn.Module) -> Optional[torch.nn.Module]:
-    r"""The last layer of :obj:`phi` when it is affine and pooling may move
-    in front of it: the :obj:`lin` of a :class:`SplitMLP` (a channel list),
-    or the last module of a :class:`torch.nn.Sequential` that is exactly a
-    :class:`torch.nn.Linear` or PyG :class:`Linear` (not a subclass, whose
-    :meth:`forward` may do more), with initialised parameters."""
-    if isinstance(phi, SplitMLP):
-        lin = phi.lin
-    elif isinstance(phi, torch.nn.Sequential) and len(phi) > 0:
-        lin = phi[-1]
-    else:
-        return None
-    if type(lin) not in AFFINE:
-        return None
-    if isinstance(lin.weight, torch.nn.parameter.UninitializedParameter):
-        return None  # lazy: the first call through lin initialises it
-    return lin
-
-
-def _hidden(phi: torch.nn.Module, x: Tensor, index: Optional[Tensor],
-            ptr: Optional[Tensor], dim_size: int, dim: int) -> Tensor:
-    if isinstance(phi, SplitMLP):
-        if phi.body is None:
-            return x
-        return run(phi.body, x, index, ptr, dim_size, dim)
-    for module in phi[:-1]:
-        x = module(x)
-    return x
-
-
-def fused_reduce(phi: torch.nn.Module, aggr: Aggregation) -> Optional[str]:
-    r"""The reduction (:obj:`"sum"` or :obj:`"mean"`) that moves in front of
-    :obj:`phi`'s last layer, or :obj:`None` if the rewrite does not apply."""
-    if type(aggr) is SumAggregation:
-        reduce = 'sum'
-    elif type(aggr) is MeanAggregation:
-        reduce = 'mean'
-    else:
-        return None
-    return reduce if affine_last(phi) is not None else None
-
-
-def phi_pool(phi: torch.nn.Module, aggr: Aggregation, x: Tensor,
-             index: Optional[Tensor], ptr: Optional[Tensor], dim_size: int,
-             dim: int, max_num_elements: Optional[int] = None) -> Tensor:
-    r""":math:`\bigoplus_{i \in s} \phi(\mathbf{x}_i)` for every set
-    :math:`s` (:obj:`max_num_elements` as in
-    :func:`~torch_geometric_deepsets.pool.apply_aggr`).
-
-    For sum and mean pooling after a :math:`\phi` whose last layer is
-    affine (see :func:`affine_last`), pools before that layer and applies
-    it to the :math:`B` pooled rows instead of the :math:`N` elements
-    (:func:`~torch_geometric_deepsets._kernels.pool_affine`): exact in
-    arithmetic, an :math:`N/B`-fold saving on that layer (unless the
-    elements lie along the last dimension).
-    """
-    # Along the last dimension the affine layer would mix the elements.
-    reduce = fused_reduce(phi, aggr) if dim < x.dim() - 1 else None
-    if reduce is None:
-        h = run(phi, x, index, ptr, dim_size, dim)
-        return apply_aggr(aggr, h, index, ptr, dim_size, dim,
-                          max_num_elements)
-    lin = affine_last(phi)
-    assert lin is not None
-    h = _hidden(phi, x, index, ptr, dim_size, dim)
-    return pool_affine(h, lin.weight, lin.bias, index, ptr, dim_size, reduce,
-                       dim)
-
-
-# Context #####################################################################
-
-FUSIONS = ('concat', 'film', 'add')
-
-
-def check_fusion(fusion: object) -> None:
-    if fusion not in FUSIONS:
-        raise ValueError(f"Unknown 'fusion' {fusion!r}; valid options are "
-                         f"{', '.join(repr(f) for f in FUSIONS)}")
-
-
-def check_context(context: object, num_sets: int, channels: Optional[int],
-                  dtype: torch.dtype, index_name: str = 'batch',
-                  lazy: bool = False) -> None:
-    r"""Raises unless :obj:`context` holds one row of :obj:`channels`
-    features (any number where :obj:`channels` is :obj:`None`: a lazy
-    width not yet known) of :obj:`dtype` (the elements' dtype) for each of
-    the :obj:`num_sets` sets."""
-    shown = 'context_channels' if channels is None else channels
-    if not isinstance(context, Tensor):
-        raise TypeError(f"'context' must be a torch.Tensor "
-                        f"(got {type(context).__name__})")
-    if context.dtype != dtype:
-        raise TypeError(f"'context' is {context.dtype} but 'x' is {dtype}; "
-                        f"convert with context.to({dtype})")
-    if context.dim() != 2:
-        raise ValueError(f"'context' must be a matrix [num_sets, "
-                         f"context_channels] = [{num_sets}, {shown}] (got "
-                         f"shape {tuple(context.shape)}); for one set use "
-                         f"context.view(1, -1)")
-    if context.size(0) != num_sets:
-        raise ValueError(f"'context' has {context.size(0)} rows but the "
-                         f"batch holds {num_sets} sets; give one context row "
-                         f"per set, shape [{num_sets}, {shown}] (pass "
-                         f"'dim_size' when trailing sets are empty, as "
-                         f"'{index_name}' alone cannot show them)")
-    if channels is not None and context.size(1) != channels:
-        found = ' (found at the first call)' if lazy else ''
-        raise ValueError(f"'context' has {context.size(1)} features but "
-                         f"'context_channels' is {channels}{found}")
-
-
-class ContextFusion(torch.nn.Module):
-    r"""Joins a per-set context :math:`\mathbf{z}_s` to the rows
-    :math:`\mathbf{h}_i` of set :math:`s`:
-
-    * :obj:`"concat"`: :math:`[\mathbf{h}_i \,\Vert\, \mathbf{z}_s]`;
-    * :obj:`"film"`: :math:`\mathbf{h}_i \odot (1 +
-      \boldsymbol{\gamma}(\mathbf{z}_s)) + \boldsymbol{\beta}(\mathbf{z}_s)`
-      with :math:`[\boldsymbol{\gamma} \Vert \boldsymbol{\beta}]` a linear
-      map of :math:`\mathbf{z}_s` (identity at :math:`\gamma = \beta = 0`);
-    * :obj:`"add"`: :math:`\mathbf{h}_i + \mathbf{z}_s \mathbf{W}`.
-
-    Projections of the context are computed once per set and then gathered
-    to the rows.
-
-    Args:
-        fusion (str): :obj:`"concat"`, :obj:`"film"` or :obj:`"add"`.
-        context_channels (int): Width :math:`C` of the context, or
-            :obj:`-1` to find it at the first call.
-        channels (int, optional): Width of :math:`\mathbf{h}_i`, needed by
-            :obj:`"film"` and :obj:`"add"`. (default: :obj:`None`)
-    """
-    def __init__(self, fusion: str, context_channels: int,
-                 channels: Optional[int] = None) -> None:
-        super().__init__()
-        check_fusion(fusion)
-        self.fusion = fusion
-        self.context_channels = context_channels
-        self.lin = None
-        if fusion != 'concat':
-            assert channels is not None and channels > 0
-            width = 2 * channels if fusion == 'film' else channels
-            self.lin = (PygLinear(-1, width) if context_channels == -1 else
-                        torch.nn.Linear(context_channels, width))
-        self.reset_parameters()
-
-    def expected_channels(self, after: Optional[torch.nn.Module] = None,
-                          channels: Optional[int] = None) -> Optional[int]:
-        r"""The context width this module takes: :obj:`context_channels`,
-        or for a lazy width the one the first call found (:obj:`None`
-        before it). For :obj:`"concat"` that is what the affine layer
-        :obj:`after` it takes beyond the :obj:`channels` element
-        features."""
-        if self.context_channels > 0:
-            return self.context_channels
-        if self.lin is not None:  # "film" and "add": a lazy projection
-            weight = self.lin.weight
-            return None if is_uninitialized_parameter(weight) else \
-                weight.size(1)
-        if after is None or channels is None or channels < 0 or \
-                is_uninitialized_parameter(after.weight):
-            return None
-        return after.weight.size(1) - channels
-
-    def check(self, context: object, num_sets: int, dtype: torch.dtype,
-              after: Optional[torch.nn.Module] = None,
-              channels: Optional[int] = None) -> None:
-        r""":func:`check_context` against :meth:`expected_channels`."""
-        check_context(context, num_sets,
-                      self.expected_channels(after, channels), dtype,
-                      lazy=self.context_channels < 0)
-
-    def reset_parameters(self) -> None:
-        r"""Resets all learnable parameters of the module."""
-        if self.lin is not None:
-            self.lin.reset_parameters()
-
-    def forward(self, h: Tensor, context: Tensor, index: Tensor) -> Tensor:
-        if self.lin is None:
-            return torch.cat([h, context.index_select(0, index)], dim=-1)
-        z = self.lin(context)
-        if self.fusion == 'add':
-            return h + z.index_select(0, index)
-        gamma, beta = z.chunk(2, dim=-1)
-        scale = (1.0 + gamma).index_select(0, index)
-        return torch.addcmul(beta.index_select(0, index), h, scale)
