@@ -155,7 +155,8 @@ def _count_sets(index: Tensor, index_name: str) -> int:
     value checks are off, see
     :func:`~torch_geometric_deepsets.checks.value_checks_enabled`)."""
     if torch.compiler.is_compiling():
-        return int(index.max()) + 1
+        # .item(), not int(): a traced count, not a guard on its value.
+        return index.max().item() + 1
     lo, hi = torch.stack(torch.aminmax(index)).tolist()
     _check_id_range(index_name, lo, hi, None)
     return hi + 1

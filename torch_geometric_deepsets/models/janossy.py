@@ -105,7 +105,7 @@ def enumerate_tuples(
     """
     size = set_counts(index, None, num_sets)
     count = num_tuples(size, k, cap=max_tuples + 1)
-    total = int(count.sum())
+    total = count.sum().item()
     # The explicit message needs the sizes on the host, which a compiled
     # graph cannot format; there the same bound is a runtime assertion.
     if not torch.compiler.is_compiling() and total > max_tuples:
