@@ -106,11 +106,7 @@ class PermutationEquivariantLayer(SetModule):
     def forward(self, x: Tensor, batch: Optional[Tensor] = None,
                 ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
                 dim: int = -2) -> Tensor:
-        r"""The layer on every element.
-
-        Args:
-            {set_args}
-        """
+        r"""The layer on every element."""
         if is_uninitialized_parameter(self.lin.weight):  # first call
             self.lin(x.narrow(dim, 0, 0))
         pooled = apply_aggr(self.aggr_module, x, batch, ptr, dim_size, dim)

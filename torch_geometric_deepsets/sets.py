@@ -294,39 +294,49 @@ def unfold_leading(out: Tensor, leading: Tuple[int, ...], dim: int,
 
 _FAMILY = {'index': 'PyG aggregations', 'batch': "PyG's readouts"}
 
-#: The arguments every :meth:`forward` takes, documented once: a forward's
-#: docstring says :obj:`{set_args}` where they go.
+#: The arguments every :meth:`forward` takes, documented once and appended
+#: to each forward's docstring by the protocol.
 _CONTEXT_DOC = """context (torch.Tensor): One context row per set
-    :math:`(B, C)`, shared by all leading slices, or :math:`(*, B, C)`."""
+    :math:`(B, C)`, shared by all leading slices, or
+    :math:`(*, B, C)`."""
 _SET_ARGS_DOC = """x (torch.Tensor): Element features :math:`(*, N, F)`.
 {index} (torch.Tensor, optional): The set id of every element,
-    {index_what}; :obj:`None` with :obj:`ptr=None` means
-    one set. (default: :obj:`None`)
+    {index_what}; :obj:`None` with :obj:`ptr=None`
+    means one set. (default: :obj:`None`)
 ptr (torch.Tensor, optional): Boundaries of sorted sets
     :math:`(B + 1)`, an alternative to :obj:`{index}`.
     (default: :obj:`None`)
 dim_size (int, optional): Number of sets :math:`B`; without it,
-    one more than the largest set id (read from the device, as in
+    one more than the largest set id (read from the ids, as in
     PyG). (default: :obj:`None`)
 dim (int, optional): The dimension of the elements.
     (default: :obj:`-2`)"""
+_AGGREGATION_DOC = """max_num_elements (int, optional): The most elements of
+    a set that aggregations which pad sets (e.g. :obj:`"lstm"`)
+    take, as in PyG's :class:`~torch_geometric.nn.aggr.Aggregation`.
+    (default: :obj:`None`)"""
 
 
 def _document_forward(cls: type) -> None:
+    r"""Appends the arguments of :obj:`cls`'s family to the docstring of
+    the :meth:`forward` it defines."""
     forward = cls.__dict__.get('forward')
     doc = getattr(forward, '__doc__', None)
-    if not doc or '{set_args}' not in doc:
+    if not doc or 'Args:' in doc:
         return
-    line = next(line for line in doc.splitlines() if '{set_args}' in line)
-    indent = line[:len(line) - len(line.lstrip())]
-    what = ("PyG's :obj:`batch` vector" if cls.index_name == 'index' else
-            "as in PyG's :obj:`batch` vector")
-    text = _SET_ARGS_DOC.format(index=cls.index_name, index_what=what)
+    lines = _SET_ARGS_DOC.format(
+        index=cls.index_name,
+        index_what=("PyG's :obj:`batch` vector" if cls.index_name == 'index'
+                    else "like PyG's :obj:`batch`")).splitlines()
     if cls.takes_context:
-        lines = text.splitlines()
-        text = '\n'.join(lines[:1] + _CONTEXT_DOC.splitlines() + lines[1:])
-    text = text.replace('\n', '\n' + indent)
-    forward.__doc__ = doc.replace('{set_args}', text)
+        lines[1:1] = _CONTEXT_DOC.splitlines()
+    if cls.index_name == 'index':
+        lines += _AGGREGATION_DOC.splitlines()
+    body = '\n'.join(' ' * 12 + line for line in lines)
+    forward.__doc__ = doc.rstrip() + '\n\n        Args:\n' + body + '\n'
+
+
+_FAMILY = {'index': 'PyG aggregations', 'batch': "PyG's readouts"}
 
 
 class SetModule(torch.nn.Module):
@@ -381,8 +391,9 @@ class SetModule(torch.nn.Module):
 
     def input_layer(self) -> Optional[torch.nn.Module]:
         r"""The module whose parameters first meet :obj:`x` (for the dtype
-        check); the whole module by default."""
-        return self
+        check): :math:`\phi` where the module has one, else the whole
+        module."""
+        return getattr(self, 'phi', self)
 
     def context_width(self) -> Optional[int]:
         r"""The context width, where known (:obj:`takes_context` classes)."""

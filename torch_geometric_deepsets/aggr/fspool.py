@@ -94,14 +94,7 @@ class FSPool(SetAggregation):
                 ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
                 dim: int = -2, max_num_elements: Optional[int] = None
                 ) -> Tensor:
-        r"""Featurewise sort pooling of every set.
-
-        Args:
-            {set_args}
-            max_num_elements (int, optional): Accepted for PyG's
-                :class:`Aggregation` interface; unused (nothing is padded).
-                (default: :obj:`None`)
-        """
+        r"""Featurewise sort pooling of every set."""
         if is_uninitialized_parameter(self.weight):  # lazy: the first call
             self._materialize(x.size(-1))
         k = self.num_pieces

@@ -181,11 +181,7 @@ class DeepSetsConditional(SetModule):
     def forward(self, x: Tensor, context: Tensor,
                 batch: Optional[Tensor] = None, ptr: Optional[Tensor] = None,
                 dim_size: Optional[int] = None, dim: int = -2) -> Tensor:
-        r""":math:`f(\mathcal{X}_s \mid \mathbf{z}_s)` for every set.
-
-        Args:
-            {set_args}
-        """
+        r""":math:`f(\mathcal{X}_s \mid \mathbf{z}_s)` for every set."""
         if self.phi_first is not None:
             x = run(self.phi_first, x, batch, ptr, dim_size, dim)
         x = self.context_fusion(x, context, batch)

@@ -148,11 +148,7 @@ class EquivariantResidualBlock(SetModule):
     def forward(self, x: Tensor, batch: Optional[Tensor] = None,
                 ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
                 dim: int = -2) -> Tensor:
-        r"""The block on every element.
-
-        Args:
-            {set_args}
-        """
+        r"""The block on every element."""
         if self.lin1 is None:  # lazy: the first call gives the width
             self._build(x.size(-1))
             self.to(x.device, x.dtype if x.is_floating_point() else None)
@@ -282,11 +278,7 @@ class DeepSetsPlusPlus(SetModule):
                 ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
                 dim: int = -2) -> Tensor:
         r"""DeepSets++ on every element (pooled with :obj:`readout`, where
-        given).
-
-        Args:
-            {set_args}
-        """
+        given)."""
         h = call_validated(self.lin_in, x, batch, dim_size)
         for block in self.blocks:
             h = call_validated(block, h, batch, dim_size)

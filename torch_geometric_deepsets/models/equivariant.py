@@ -174,11 +174,7 @@ class DeepSetsEquivariant(_EquivariantStack):
                 ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
                 dim: int = -2) -> Tensor:
         r"""The stack on every element (pooled with :obj:`readout`, where
-        given).
-
-        Args:
-            {set_args}
-        """
+        given)."""
         return self._run(x, None, batch, ptr, dim_size, dim)
 
 
@@ -261,9 +257,5 @@ class DeepSetsConditionalEquivariant(_EquivariantStack):
                 batch: Optional[Tensor] = None, ptr: Optional[Tensor] = None,
                 dim_size: Optional[int] = None, dim: int = -2) -> Tensor:
         r"""The conditioned stack on every element (pooled with
-        :obj:`readout`, where given).
-
-        Args:
-            {set_args}
-        """
+        :obj:`readout`, where given)."""
         return self._run(x, context, batch, ptr, dim_size, dim)

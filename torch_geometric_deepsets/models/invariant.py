@@ -1,6 +1,5 @@
 from typing import Any, Dict, Optional
 
-import torch
 from torch import Tensor
 
 from torch_geometric.nn.inits import reset
@@ -99,9 +98,6 @@ class DeepSetsInvariant(SetAggregation):
     #: phi's normalisation or the aggregation needs them.
     needs_index = False
 
-    def input_layer(self) -> torch.nn.Module:
-        return self.phi
-
     def elements_along_any_dim(self) -> bool:
         # Without a known input width phi is not known to read the last
         # dimension as features, so it may hold the elements, as PyG's
@@ -112,16 +108,7 @@ class DeepSetsInvariant(SetAggregation):
                 ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
                 dim: int = -2, max_num_elements: Optional[int] = None
                 ) -> Tensor:
-        r""":math:`\rho` of the pooled :math:`\phi` of every set.
-
-        Args:
-            {set_args}
-            max_num_elements (int, optional): The most elements of a set
-                that aggregations which pad sets (e.g. :obj:`"lstm"`,
-                :obj:`"sort"`) take, as in PyG's
-                :class:`~torch_geometric.nn.aggr.Aggregation`.
-                (default: :obj:`None`)
-        """
+        r""":math:`\rho` of the pooled :math:`\phi` of every set."""
         out = phi_pool(self.phi, self.aggr_module, x, index, ptr, dim_size,
                        dim, max_num_elements)
         check_rho_input(self.rho, out.size(-1), self.aggr_module)

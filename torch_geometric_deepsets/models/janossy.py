@@ -258,22 +258,12 @@ class JanossyPooling(SetAggregation):
         reset(self.rho)
         self.aggr_module.reset_parameters()
 
-    def input_layer(self) -> torch.nn.Module:
-        return self.phi
-
     def forward(self, x: Tensor, index: Optional[Tensor] = None,
                 ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
                 dim: int = -2, max_num_elements: Optional[int] = None
                 ) -> Tensor:
         r""":math:`\rho` of the pooled :math:`\phi` of the tuples of every
-        set.
-
-        Args:
-            {set_args}
-            max_num_elements (int, optional): Accepted for PyG's
-                :class:`Aggregation` interface; unused (nothing is padded).
-                (default: :obj:`None`)
-        """
+        set."""
         tuple_set, count, rows, valid = enumerate_tuples(
             index, dim_size, self.k, self.max_tuples)
         tuples = _gather_tuples(x, rows, valid, dim)
@@ -387,22 +377,12 @@ class JanossyPiSGD(SetAggregation):
         reset(self.phi)
         reset(self.rho)
 
-    def input_layer(self) -> torch.nn.Module:
-        return self.phi
-
     def forward(self, x: Tensor, index: Optional[Tensor] = None,
                 ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
                 dim: int = -2, max_num_elements: Optional[int] = None
                 ) -> Tensor:
         r""":math:`\rho` of the average :math:`\overrightarrow{\phi}` over
-        sampled orderings of every set.
-
-        Args:
-            {set_args}
-            max_num_elements (int, optional): Accepted for PyG's
-                :class:`Aggregation` interface; unused (nothing is padded).
-                (default: :obj:`None`)
-        """
+        sampled orderings of every set."""
         num = self.num_samples if self.training else self.num_eval_samples
         h = self.sample(x, index, dim_size, num)
         check_rho_input(self.rho, h.size(-1), None)

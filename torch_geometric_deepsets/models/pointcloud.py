@@ -114,11 +114,7 @@ class DeepSetsPointCloud(SetModule):
     def forward(self, x: Tensor, batch: Optional[Tensor] = None,
                 ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
                 dim: int = -2) -> Tensor:
-        r"""The class scores of every point cloud.
-
-        Args:
-            {set_args}
-        """
+        r"""The class scores of every point cloud."""
         return self.head(call_validated(self.encoder, x, batch, dim_size,
                                         dim))
 
