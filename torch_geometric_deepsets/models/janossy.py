@@ -205,10 +205,9 @@ class JanossyPooling(SetAggregation):
     raises a :class:`ValueError` that names the set size, :math:`k`, the
     tuple count and the budget. Since the number of tuples depends on the
     set sizes (a data-dependent shape), it is read back once per call (a
-    device sync), and :func:`torch.compile` needs
-    :obj:`torch._dynamo.config.capture_scalar_outputs = True` to keep the
-    model in one graph (then an excess raises a :class:`RuntimeError` from
-    the compiled graph instead).
+    device sync); :func:`torch.compile` and :func:`torch.export` trace it as
+    a symbolic count and keep the model in one graph (there an excess
+    raises a :class:`RuntimeError` from the compiled graph instead).
 
     Args:
         phi (List[int] or torch.nn.Module): The tuple network :math:`\phi`.
@@ -309,9 +308,10 @@ class JanossyPiSGD(SetAggregation):
     for the recurrent network, packed into a
     :class:`~torch.nn.utils.rnn.PackedSequence` directly (no padding). The
     packed lengths live on the host, as PyTorch's recurrent layers require:
-    that variant reads the set sizes back (a device sync) and runs eagerly
-    under :func:`torch.compile`. The :obj:`k` variant has no
-    data-dependent shape.
+    that variant reads the set sizes back (a device sync) and does not
+    compile: dynamo does not trace PyTorch's recurrent layers (torch 2.13),
+    so :func:`torch.compile` with :obj:`fullgraph=True` raises. The
+    :obj:`k` variant has no data-dependent shape and compiles.
 
     Args:
         phi (torch.nn.Module or List[int]): Without :obj:`k`, a
