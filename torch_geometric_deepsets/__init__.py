@@ -52,3 +52,12 @@ from torch_geometric_deepsets.models import (  # noqa: E402
 
 __all__ += ['FSPool', 'DeepSetsPlusPlus', 'EquivariantResidualBlock',
             'JanossyPooling', 'JanossyPiSGD']
+
+# Sets bigger than memory: streamed pooling with exact gradients.
+from torch_geometric_deepsets.stream import (  # noqa: E402
+    Chunks,
+    SetAccumulator,
+    stream_encode,
+)
+
+__all__ += ['Chunks', 'SetAccumulator', 'stream_encode']
