@@ -556,6 +556,7 @@ class SetAccumulator:
             raise ValueError(f"a chunk's 'x' must be a 2-D tensor [rows, "
                              f"features] (got {got})")
         if batch is None:
+            self._grow(1)
             return torch.zeros(x.size(0), dtype=torch.long, device=x.device)
         if not isinstance(batch, Tensor) or batch.dim() != 1 or \
                 batch.numel() != x.size(0) or batch.is_floating_point():
