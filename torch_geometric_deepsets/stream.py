@@ -42,8 +42,18 @@ receives (for the maximum: the set's gradient split evenly between the
 rows that hold it, as the whole-set path splits it).
 """
 import math
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
-from typing import Sequence, Tuple, Union
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 import numpy as np
 import torch
