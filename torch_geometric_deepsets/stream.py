@@ -559,6 +559,15 @@ class SetAccumulator:
         _check_batch_norm(self.phi)
         return x if self.features is None else self.features(x)
 
+    def _chunk(self, x: Tensor, batch: Optional[Tensor]
+               ) -> Tuple[Tensor, Tensor]:
+        r"""The chunk checked, on the device of the parameters (chunks read
+        from disk arrive on the CPU), with the set id of every row."""
+        device = self._param_device()
+        if isinstance(x, Tensor) and device is not None:
+            x = x.to(device, non_blocking=True)
+        return x, self._index(x, batch)
+
     def _index(self, x: Tensor, batch: Optional[Tensor]) -> Tensor:
         if not isinstance(x, Tensor) or x.dim() != 2:
             got = tuple(x.shape) if isinstance(x, Tensor) else \
@@ -616,7 +625,7 @@ class SetAccumulator:
     def update(self, x: Tensor, batch: Optional[Tensor] = None) -> None:
         r"""Adds the rows :obj:`x` (:math:`[n, F]`) of the sets
         :obj:`batch` (:math:`[n]`; set 0 if not given) to the state."""
-        index = self._index(x, batch)
+        x, index = self._chunk(x, batch)
         h = self.element_rows(x)
         if self.states is None:
             self._start(h.size(-1), h.dtype, h.device)
@@ -635,7 +644,7 @@ class SetAccumulator:
         """
         dist = torch.distributed
         device = self.count.device if self.count is not None else \
-            self._param_device()
+            self._param_device() or torch.device('cpu')
         if dist.get_backend(group) == 'nccl':
             device = torch.device('cuda', torch.cuda.current_device())
         seen = torch.tensor([self.num_sets, -1 if self.states is None else
@@ -660,11 +669,11 @@ class SetAccumulator:
                 return param.dtype
         return torch.get_default_dtype()
 
-    def _param_device(self) -> torch.device:
+    def _param_device(self) -> Optional[torch.device]:
         for module in (self.phi, self.aggr):
             for param in ([] if module is None else module.parameters()):
                 return param.device
-        return torch.device('cpu')
+        return None
 
     def sums(self) -> List[Tensor]:
         r"""The summed statistics of all parts, in the rows' dtype."""
@@ -765,7 +774,7 @@ class _Replay:
         with self.rng.restored(), torch.enable_grad():
             for chunk in self.chunks:
                 x, batch = _split(chunk)
-                index = acc._index(x, batch)
+                x, index = acc._chunk(x, batch)
                 h = acc.element_rows(x)
                 rows, outs, k = [], [], 0
                 for part, state in zip(acc.parts, acc.states):
