@@ -116,10 +116,10 @@ def _refusal(aggr: Aggregation) -> str:
 # One decomposable pooling ####################################################
 
 
-def _state_dtype(dtype: torch.dtype) -> torch.dtype:
-    # The sums of 10^8 float32 rows drift far beyond float32 rounding if they
-    # are kept in float32 (see _kernels.segment_sum); the state is tiny.
-    return torch.float64
+#: The dtype of the state: the sums of 10^8 float32 rows kept in float32
+#: would drift far beyond float32 rounding (see _kernels.segment_sum), and
+#: the state is small.
+STATE_DTYPE = torch.float64
 
 
 def _rescale(old_max: Tensor, new_max: Tensor) -> Tensor:
@@ -262,8 +262,8 @@ class _Extreme(_Part):
     def update(self, state, h, index, num_sets):
         chunk = _scatter_extreme(h, index, num_sets, self.reduce)
         hit = torch.eq(h, chunk.index_select(0, index)).to(torch.float32)
-        ties = segment_sum(hit, index, None, num_sets).to(torch.float64)
-        chunk = chunk.to(torch.float64)
+        ties = segment_sum(hit, index, None, num_sets).to(STATE_DTYPE)
+        chunk = chunk.to(STATE_DTYPE)
         best = (torch.maximum if self.reduce == 'amax' else torch.minimum)(
             state['value'], chunk)
         state['ties'] = state['ties'] * (state['value'] == best) + \
@@ -318,14 +318,14 @@ class _Softmax(_Part):
     def update(self, state, h, index, num_sets):
         scaled = self._scaled(h)
         chunk = _scatter_extreme(scaled, index, num_sets, 'amax')
-        best = torch.maximum(state['max'], chunk.to(torch.float64))
+        best = torch.maximum(state['max'], chunk.to(STATE_DTYPE))
         factor = _rescale(state['max'], best)
         state['max'] = best
         weights = torch.exp(scaled - best.to(h.dtype).index_select(0, index))
         for name, rows in (('denominator', weights),
                            ('numerator', weights * h)):
             state[name] = state[name] * factor + segment_sum(
-                rows, index, None, num_sets).to(torch.float64)
+                rows, index, None, num_sets).to(STATE_DTYPE)
 
     def sync(self, state, group):
         best = state['max'].clone()
@@ -613,11 +613,11 @@ class SetAccumulator:
     def _start(self, width: int, dtype: torch.dtype,
                device: torch.device) -> None:
         self.dtype = dtype
-        self.count = torch.zeros(self.num_sets, dtype=torch.float64,
+        self.count = torch.zeros(self.num_sets, dtype=STATE_DTYPE,
                                  device=device)
         self.states = [{
             name: torch.full((self.num_sets, width), fill,
-                             dtype=_state_dtype(dtype), device=device)
+                             dtype=STATE_DTYPE, device=device)
             for name, fill in part.fills.items()
         } for part in self.parts]
 
@@ -634,7 +634,7 @@ class SetAccumulator:
                              f"(got {h.size(-1)} after {self._width()})")
         for part, state in zip(self.parts, self.states):
             part.update(state, h, index, self.num_sets)
-        self.count += degree(index, self.num_sets, dtype=torch.float64)
+        self.count += degree(index, self.num_sets, dtype=STATE_DTYPE)
 
     def sync(self, group: Any = None) -> None:
         r"""Combines the states of all processes of :obj:`group` (all
@@ -810,7 +810,8 @@ class _StreamedSums(torch.autograd.Function):
     @staticmethod
     def forward(ctx, replay: _Replay, *params: Tensor) -> Tuple[Tensor, ...]:
         ctx.replay = replay
-        return tuple(replay.acc.sums())
+        # Copies: in float64 the sums are the state tensors themselves.
+        return tuple(s.clone() for s in replay.acc.sums())
 
     @staticmethod
     @once_differentiable
