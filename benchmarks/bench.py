@@ -11,8 +11,12 @@ set-size distribution: time, elements/s, peak memory, ratio to ours (index),
 the pure-GEMM time of the step's matrix products, ours from ptr, and eager
 next to torch.compile'd ours and PyG (--compile); (2) pooling forward +
 backward vs the memory-traffic bound and vs torch_scatter; (3) the equivariant
-layer vs a Linear of the same shape. Times are medians over repeats; compare
-ratios within one run, not absolute numbers across runs.
+layer vs a Linear of the same shape; (4) margins: the heavy-tailed training
+steps again under the other CPU allocator setting (a subprocess), so that the
+ratios below cover both. A summary of ratios against their targets closes the
+run: compiled / eager, and ours / PyG and padded / ours on heavy-tailed sizes.
+Times are medians over repeats; compare ratios within one run, not absolute
+numbers across runs.
 
 Scales: default (phi 3-128-128-128, rho 128-128-1, 256 sets of mean size
 200), gnn (a GNN readout: phi 64-64-64, rho 64-64-1, 128 graphs of ~25
@@ -26,6 +30,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import date
 from typing import Callable, Dict, List, NamedTuple
@@ -295,6 +300,8 @@ def bench_steps(args, rows: List[Dict]) -> None:
         print(f"{'pool':5} {'sizes':9} {'impl':14} {'ms':>9} {'Melem/s':>8} "
               f"{'peak MiB':>9} {'x ours':>7} {'GEMM ms':>8} {'x GEMM':>7}")
         for dist in scale.dists:
+            if args.dists and dist not in args.dists:
+                continue
             x, batch, y, sizes = make_data(dist, scale.sets, scale.mean,
                                            args.device, scale=scale)
             # Compiling takes long: the compiled contenders run on the
@@ -321,6 +328,7 @@ def bench_steps(args, rows: List[Dict]) -> None:
                                        scale.mean, args.device) if memory \
                         else float('nan')
                     row = dict(section='step', scale=scale_name, pool=aggr,
+                               allocator=args.allocator,
                                sizes=dist, impl=impl, ms=sec * 1e3,
                                melem_per_s=n / sec / 1e6, peak_mib=peak,
                                ratio_to_ours=sec / ours, gemm_ms=gemm * 1e3,
@@ -429,6 +437,110 @@ def bench_equivariant(args, rows: List[Dict]) -> None:
                   f'Linear {t_lin * 1e3:8.2f} ms: {t_layer / t_lin:5.2f}x')
 
 
+def margin_scale(args) -> str:
+    return 'quick' if args.quick else 'default'
+
+
+def bench_margins(args, rows: List[Dict]) -> None:
+    r"""The heavy-tailed training steps (ours, PyG, padded) under the other
+    allocator setting than this run's, in a fresh process: glibc's settings
+    hold for a whole process, and they move these ratios (see
+    ``allocator.py``)."""
+    other = 'tuned' if args.allocator == 'glibc' else 'glibc'
+    print(f'\n## Margins: heavy-tailed steps with --allocator {other} '
+          '(subprocess)')
+    cmd = [sys.executable, os.path.abspath(__file__), '--allocator', other,
+           '--sections', 'step', '--scales', margin_scale(args), '--dists',
+           'heavy', '--no-compile', '--no-memory', '--no-summary',
+           '--device', args.device] + (['--quick'] if args.quick else [])
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, 'rows.json')
+        subprocess.run(cmd + ['--json', out], check=True)
+        with open(out) as f:
+            rows.extend(json.load(f))
+
+
+def _step_ms(rows: List[Dict], **keys) -> float:
+    for row in rows:
+        if row['section'] == 'step' and all(row.get(k) == v
+                                            for k, v in keys.items()):
+            return row['ms']
+    return float('nan')
+
+
+def _verdict(ratio: float, target: float, at_most: bool) -> str:
+    if ratio != ratio:  # NaN: not measured in this run
+        return ''
+    met = ratio <= target if at_most else ratio >= target
+    return 'met' if met else 'MISSED'
+
+
+def summary(args, rows: List[Dict]) -> None:
+    r"""Ratios of this run against the targets of issue 21, from the rows
+    of the sections above (one run, so one machine state)."""
+    steps = [row for row in rows if row['section'] == 'step']
+    compiled = [row for row in steps if row['impl'] == 'ours compiled']
+    if compiled:
+        print('\n## Summary: compiled / eager (training step; targets: '
+              'ours compiled <= ours eager and <= PyG compiled)')
+        print(f"{'scale':8} {'pool':5} {'sizes':9} {'ours c/e':>9} "
+              f"{'ours c/pyg c':>13} {'pyg c/e':>8}  verdict")
+        for row in compiled:
+            keys = dict(scale=row['scale'], pool=row['pool'],
+                        sizes=row['sizes'])
+            ours = _step_ms(steps, impl='ours', **keys)
+            pyg = _step_ms(steps, impl='pyg', **keys)
+            pyg_c = _step_ms(steps, impl='pyg compiled', **keys)
+            to_eager, to_pyg = row['ms'] / ours, row['ms'] / pyg_c
+            met = (_verdict(to_eager, 1.0, True) == 'met'
+                   and _verdict(to_pyg, 1.0, True) == 'met')
+            print(f"{row['scale']:8} {row['pool']:5} {row['sizes']:9} "
+                  f"{to_eager:9.2f} {to_pyg:13.2f} {pyg_c / pyg:8.2f}  "
+                  f"{'met' if met else 'MISSED'}")
+    scale = margin_scale(args)
+    heavy = [row for row in steps
+             if row['scale'] == scale and row['sizes'] == 'heavy']
+    allocators = sorted({row['allocator'] for row in heavy})
+    if not heavy:
+        return
+    print(f'\n## Summary: CPU margins, heavy-tailed sizes ({scale} scale)')
+    print(f"{'ratio':22} {'target':>7} " + ''.join(f'{a:>9} '
+                                                   for a in allocators))
+    checks = [('ours / pyg', 'sum', 0.6, True),
+              ('ours / pyg', 'mean', 0.6, True),
+              ('ours / pyg', 'max', 0.8, True),
+              ('padded / ours', 'sum', None, False),
+              ('padded / ours', 'mean', None, False),
+              ('padded / ours', 'max', 12.0, False)]
+    for name, pool, target, at_most in checks:
+        cells, verdicts = [], []
+        for allocator in allocators:
+            keys = dict(scale=scale, sizes='heavy', pool=pool,
+                        allocator=allocator)
+            ours = _step_ms(heavy, impl='ours', **keys)
+            other = 'pyg' if name.startswith('ours') else 'padded'
+            ratio = _step_ms(heavy, impl=other, **keys) / ours
+            ratio = 1 / ratio if name.startswith('ours') else ratio
+            cells.append(f'{ratio:9.2f} ')
+            if target is not None:
+                verdicts.append(_verdict(ratio, target, at_most))
+        bound = '' if target is None else \
+            f"{'<=' if at_most else '>='}{target:g}"
+        verdict = '' if target is None else \
+            ('met' if all(v == 'met' for v in verdicts) else 'MISSED')
+        print(f'{name + " " + pool:22} {bound:>7} ' + ''.join(cells)
+              + f' {verdict}')
+
+
+#: The sections a run may name in --sections, in the order they run.
+SECTIONS = {
+    'step': bench_steps,
+    'pool': bench_pooling,
+    'equivariant': bench_equivariant,
+    'margins': bench_margins,
+}
+
+
 def main(argv=None) -> List[Dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--quick', action='store_true',
@@ -436,7 +548,14 @@ def main(argv=None) -> List[Dict]:
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--json', help='write all rows to this file')
     parser.add_argument('--no-memory', dest='memory', action='store_false')
-    parser.add_argument('--sections', default='step,pool,equivariant')
+    parser.add_argument('--sections', default=','.join(SECTIONS),
+                        help=f"comma-separated among {', '.join(SECTIONS)}")
+    parser.add_argument('--dists', default=None,
+                        help='comma-separated set-size distributions of the '
+                        'training steps (default: each scale\'s own)')
+    parser.add_argument('--no-summary', dest='summary',
+                        action='store_false',
+                        help='skip the closing summary of ratios')
     parser.add_argument('--scales', default=None,
                         help='comma-separated training-step scales among '
                         f"{', '.join(s for s in SCALES if s != 'quick')} "
@@ -467,6 +586,7 @@ def main(argv=None) -> List[Dict]:
         args.scales, args.repeat = args.scales or 'default,gnn', 7
         args.pool_rows, args.pool_channels, args.pool_sets = 65536, 128, 1024
     args.scales = args.scales.split(',')
+    args.dists = args.dists.split(',') if args.dists else None
     unknown = [s for s in args.scales if s not in SCALES]
     if unknown:
         parser.error(f"unknown scale(s) {unknown}; choose from "
@@ -483,12 +603,15 @@ def main(argv=None) -> List[Dict]:
     print(f'# CPU allocator: {allocator}')
     rows: List[Dict] = []
     sections = args.sections.split(',')
-    if 'step' in sections:
-        bench_steps(args, rows)
-    if 'pool' in sections:
-        bench_pooling(args, rows)
-    if 'equivariant' in sections:
-        bench_equivariant(args, rows)
+    unknown = [s for s in sections if s not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown section(s) {unknown}; choose from "
+                     f"{', '.join(SECTIONS)}")
+    for name, section in SECTIONS.items():
+        if name in sections:
+            section(args, rows)
+    if args.summary:
+        summary(args, rows)
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(rows, f, indent=1)

@@ -18,6 +18,9 @@ with native autograd, with two additions, both measured in
 
 Everything else (GPU tensors, compiled graphs) takes the device path: no
 value is ever read back to the host, and no output shape depends on data.
+Graphs compiled for the CPU are the exception (see :func:`cpu_graph`): there
+max pooling and the pooled affine layer run as custom operators
+(:func:`torch.library.custom_op`) whose kernels are the eager ones above.
 """
 from typing import Optional, Tuple
 
@@ -50,6 +53,28 @@ def host_path(tensor: Tensor) -> bool:
     """
     return (tensor.device.type == 'cpu'
             and not torch.compiler.is_compiling())
+
+
+def cpu_graph(tensor: Tensor) -> bool:
+    r"""Whether work on :obj:`tensor` is traced by :func:`torch.compile` for
+    the CPU (not by :func:`torch.export`).
+
+    There max pooling and the pooled affine layer enter the graph as custom
+    operators with autograd formulas of their own
+    (:func:`segment_max` and :func:`pool_affine`): inductor calls the eager
+    kernels of this module, with host reads allowed (the graph runs on the
+    host), and their backward passes take the pooled input :math:`\mathbf{h}`
+    itself. The second point is what makes a compiled step no slower than
+    an eager one (``benchmarks/bench.py``): when nothing after it reads
+    :math:`\mathbf{h}`, autograd's partitioner keeps the ReLU that computed
+    it as a boolean mask instead, and inductor's CPU code stores such a mask
+    about 10x slower than the ReLU itself (torch 2.13; reproduced in
+    :doc:`/benchmarks`). Exported programs keep plain ATen operations, so
+    that they run without this package; other devices keep the device
+    path.
+    """
+    return (tensor.device.type == 'cpu' and torch.compiler.is_compiling()
+            and not torch.compiler.is_exporting())
 
 
 def use_torch_scatter() -> bool:
@@ -273,13 +298,28 @@ def _max_backward_blocked(grad: Tensor, x: Tensor, index: Tensor,
     return grad_x
 
 
+def _max_forward(x: Tensor, index: Tensor, dim_size: int,
+                 dim: int) -> Tensor:
+    out = x.new_zeros(_pooled_shape(x, dim, dim_size))
+    return out.scatter_reduce_(dim, _expanded(index, x, dim), x,
+                               reduce='amax', include_self=False)
+
+
+def _max_backward(grad: Tensor, x: Tensor, index: Tensor, out: Tensor,
+                  dim: int) -> Tensor:
+    # The blocked form writes into buffers, which autograd cannot follow
+    # when the backward pass is itself differentiated.
+    if (host_path(x) and x.dim() == 2 and dim == 0
+            and not grad.requires_grad):
+        return _max_backward_blocked(grad.contiguous(), x, index, out)
+    return _max_backward_whole(grad, x, index, out, dim)
+
+
 class _SegmentMax(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, index: Tensor, dim_size: int,
                 dim: int) -> Tensor:
-        out = x.new_zeros(_pooled_shape(x, dim, dim_size))
-        out.scatter_reduce_(dim, _expanded(index, x, dim), x, reduce='amax',
-                            include_self=False)
+        out = _max_forward(x, index, dim_size, dim)
         ctx.save_for_backward(x, index, out)
         ctx.dim = dim
         return out
@@ -287,14 +327,47 @@ class _SegmentMax(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         x, index, out = ctx.saved_tensors
-        # The blocked form writes into buffers, which autograd cannot follow
-        # when the backward pass is itself differentiated.
-        if (host_path(x) and x.dim() == 2 and ctx.dim == 0
-                and not grad.requires_grad):
-            grad_x = _max_backward_blocked(grad.contiguous(), x, index, out)
-        else:
-            grad_x = _max_backward_whole(grad, x, index, out, ctx.dim)
-        return grad_x, None, None, None
+        return _max_backward(grad, x, index, out, ctx.dim), None, None, None
+
+
+@torch.library.custom_op('torch_geometric_deepsets::segment_max',
+                         mutates_args=())
+def _segment_max_op(x: Tensor, index: Tensor, dim_size: int) -> Tensor:
+    r""":func:`segment_max` of 2-D :obj:`x` over its rows in compiled CPU
+    graphs (see :func:`cpu_graph`)."""
+    return _max_forward(x, index, dim_size, 0)
+
+
+@_segment_max_op.register_fake
+def _(x: Tensor, index: Tensor, dim_size: int) -> Tensor:
+    return x.new_empty(dim_size, x.size(1))
+
+
+@torch.library.custom_op('torch_geometric_deepsets::segment_max_backward',
+                         mutates_args=())
+def _segment_max_backward_op(grad: Tensor, x: Tensor, index: Tensor,
+                             out: Tensor) -> Tensor:
+    # At run time this is eager code on the CPU: the blocked backward.
+    return _max_backward(grad, x, index, out, 0)
+
+
+@_segment_max_backward_op.register_fake
+def _(grad: Tensor, x: Tensor, index: Tensor, out: Tensor) -> Tensor:
+    return torch.empty_like(x)
+
+
+def _segment_max_setup(ctx, inputs, output) -> None:
+    x, index, _ = inputs
+    ctx.save_for_backward(x, index, output)
+
+
+def _segment_max_grad(ctx, grad: Tensor):
+    x, index, out = ctx.saved_tensors
+    return _segment_max_backward_op(grad, x, index, out), None, None
+
+
+_segment_max_op.register_autograd(_segment_max_grad,
+                                  setup_context=_segment_max_setup)
 
 
 def segment_max(x: Tensor, index: Optional[Tensor], ptr: Optional[Tensor],
@@ -308,6 +381,8 @@ def segment_max(x: Tensor, index: Optional[Tensor], ptr: Optional[Tensor],
     pinned by a test)."""
     if index is None:
         index = ptr_to_index(ptr, x.size(dim))
+    if cpu_graph(x) and x.dim() == 2 and dim == 0:
+        return _segment_max_op(x, index, dim_size)
     return _SegmentMax.apply(x, index, dim_size, dim)
 
 
@@ -402,6 +477,97 @@ class _PoolAffine(torch.autograd.Function):
         return grad_h, grad_weight, grad_bias, None, None, None, None
 
 
+def _host_pooled(h: Tensor, index: Tensor, counts: Tensor,
+                 mean: bool) -> Tensor:
+    r"""The pooled rows of :func:`_pool_for_affine` on the host path, inside
+    the custom operators below: the same operations (so the same values),
+    in fewer steps, with the set sizes :obj:`counts` given."""
+    if h.size(0) > LONG_SET and _needs_chunks(h, counts):
+        pooled = _AccurateSum.apply(h, index, None, counts, counts.size(0),
+                                    0)
+    else:
+        pooled = h.new_zeros(counts.size(0), h.size(1)).index_add_(0, index,
+                                                                   h)
+    if mean:
+        pooled = pooled / counts.clamp(min=1).unsqueeze(-1).to(h.dtype)
+    return pooled
+
+
+@torch.library.custom_op('torch_geometric_deepsets::pool_affine',
+                         mutates_args=())
+def _pool_affine_op(h: Tensor, weight: Tensor, bias: Optional[Tensor],
+                    index: Tensor, dim_size: int, mean: bool
+                    ) -> Tuple[Tensor, Tensor]:
+    r"""The forward pass of :class:`_PoolAffine` in compiled CPU graphs (see
+    :func:`cpu_graph`), with the set sizes as a second output."""
+    # bincount: the same counts as PyG's degree, in fewer operations; its
+    # length depends on data, which is allowed at run time on the host.
+    counts = torch.bincount(index, minlength=dim_size).to(
+        _count_dtype(h.dtype))
+    out = torch.mm(_host_pooled(h, index, counts, mean), weight.t())
+    if bias is not None:
+        bias_weight = counts.clamp(max=1) if mean else counts
+        out = torch.addr(out, bias_weight.to(out.dtype), bias.to(out.dtype))
+    return out, counts
+
+
+@_pool_affine_op.register_fake
+def _(h: Tensor, weight: Tensor, bias: Optional[Tensor], index: Tensor,
+      dim_size: int, mean: bool) -> Tuple[Tensor, Tensor]:
+    return (h.new_empty(dim_size, weight.size(0)),
+            h.new_empty(dim_size, dtype=_count_dtype(h.dtype)))
+
+
+@torch.library.custom_op('torch_geometric_deepsets::pool_affine_weight_grad',
+                         mutates_args=())
+def _pool_affine_weight_grad(grad: Tensor, h: Tensor, index: Tensor,
+                             counts: Tensor, mean: bool) -> Tensor:
+    r"""The weight gradient of :func:`_pool_affine_op`,
+    :math:`\mathbf{G}^\top\mathbf{P}`, with the pooled rows
+    :math:`\mathbf{P}` computed again from :obj:`h` (one sum over the rows)
+    rather than saved: taking :obj:`h` is what keeps it, not a boolean ReLU
+    mask, for the backward pass (see :func:`cpu_graph`)."""
+    pooled = _host_pooled(h, index, counts, mean)
+    return torch.mm(grad.t(), pooled.to(grad.dtype))
+
+
+@_pool_affine_weight_grad.register_fake
+def _(grad: Tensor, h: Tensor, index: Tensor, counts: Tensor,
+      mean: bool) -> Tensor:
+    return grad.new_empty(grad.size(1), h.size(1))
+
+
+def _pool_affine_setup(ctx, inputs, output) -> None:
+    h, weight, bias, index, _, mean = inputs
+    ctx.save_for_backward(h, weight, index, output[1])
+    ctx.mean = mean
+    ctx.has_bias = bias is not None
+
+
+def _pool_affine_grad(ctx, grad: Tensor, _):
+    # Everything but the weight gradient is traced, so that inductor fuses
+    # the gather of the input gradient into the ReLU backward after it.
+    h, weight, index, counts = ctx.saved_tensors
+    grad_h = grad_weight = grad_bias = None
+    if ctx.needs_input_grad[0]:
+        grad_pooled = torch.mm(grad, weight.to(grad.dtype))
+        if ctx.mean:
+            grad_pooled = grad_pooled / counts.clamp(min=1).unsqueeze(-1).to(
+                grad.dtype)
+        grad_h = grad_pooled.index_select(0, index)
+    if ctx.needs_input_grad[1]:
+        grad_weight = _pool_affine_weight_grad(grad, h, index, counts,
+                                               ctx.mean)
+    if ctx.has_bias and ctx.needs_input_grad[2]:
+        bias_weight = counts.clamp(max=1) if ctx.mean else counts
+        grad_bias = torch.mv(grad.t(), bias_weight.to(grad.dtype))
+    return grad_h, grad_weight, grad_bias, None, None, None
+
+
+_pool_affine_op.register_autograd(_pool_affine_grad,
+                                  setup_context=_pool_affine_setup)
+
+
 def pool_affine(h: Tensor, weight: Tensor, bias: Optional[Tensor],
                 index: Optional[Tensor], ptr: Optional[Tensor], dim_size: int,
                 reduce: str, dim: int = 0) -> Tensor:
@@ -412,6 +578,9 @@ def pool_affine(h: Tensor, weight: Tensor, bias: Optional[Tensor],
     set size, divided by :math:`\max(n_s, 1)` for the mean (0 for an empty
     set, as PyG's mean gives)."""
     index = cpu_ids(index, ptr, h, dim)
+    if h.dim() == 2 and dim == 0 and cpu_graph(h):
+        return _pool_affine_op(h, weight, bias, index, dim_size,
+                               reduce == 'mean')[0]
     if h.dim() == 2 and dim == 0:
         return _PoolAffine.apply(h, weight, bias, index, ptr, dim_size,
                                  reduce == 'mean')
