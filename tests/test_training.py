@@ -1,5 +1,5 @@
 r"""Training lives in ``examples/`` on Lightning: the package imports without
-it, and ``examples/set_task.py`` (the one LightningModule for set tasks, its
+it, and ``examples/set_task/`` (the one LightningModule for set tasks, its
 data module and trainer options) does what the examples rely on."""
 import argparse
 import json
