@@ -96,13 +96,15 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
     rows: List[Dict[str, Any]] = []
     curves: Dict[str, List[float]] = {}
     models: Dict[str, nn.Module] = {}
+    hparams: Dict[str, Dict[str, Any]] = {}
     for depth in args.depths:
         for kind in MODELS:
             name = f'{kind}_{depth}'
             set_task.seed_everything(args)  # same init stream, data order
-            model = build_model(kind, depth, args.hidden)
-            task = set_task.SetTask(model, loss='mse', lr=args.lr,
-                                    target_mean=mean, target_std=std)
+            widths = dict(kind=kind, depth=depth, hidden=args.hidden)
+            task = set_task.SetTask(build_model, widths, loss='mse',
+                                    lr=args.lr, target_mean=mean,
+                                    target_std=std)
             curve = LossCurve()
             trainer = set_task.build_trainer(args, parser,
                                              out=osp.join(args.out, name))
@@ -110,7 +112,8 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
             set_task.fit(trainer, task,
                          set_task.data_module(args, parser, train, test),
                          args)
-            models[name] = model
+            models[name] = model = task.model
+            hparams[name] = dict(task.hparams)
             if not trainer.is_global_zero:
                 continue
             pred, _ = set_task.predict(task, test)
@@ -138,6 +141,7 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
         'rows': rows,
         'plain_over_deepsets_pp_train_loss': ratios,
         'curves': curves,
+        'hparams': hparams,
     }
     print(f'\nPlain equivariant stack against DeepSets++, {args.max_steps} '
           f'steps each (training loss: MSE of the standardised target, '

@@ -128,13 +128,15 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
                len(args.test_sizes)]
     data = set_task.data_module(args, parser, train, val)
     value_per_element = float(train.y.sum()) / train.x.size(0)
-    model = build_model(train.num_features, args.hidden, args.dropout,
-                        value_per_element)
-    task = set_task.SetTask(model, loss='l1', optimizer='adamw', lr=args.lr,
+    widths = dict(in_channels=train.num_features, hidden=args.hidden,
+                  dropout=args.dropout, value_per_element=value_per_element)
+    task = set_task.SetTask(build_model, widths, loss='l1',
+                            optimizer='adamw', lr=args.lr,
                             weight_decay=args.weight_decay,
                             schedule='one_cycle')
     trainer = set_task.build_trainer(args, parser, monitor='val_mae')
     set_task.fit(trainer, task, data, args)
+    model = task.model
     if not trainer.is_global_zero:
         return set_task.Outcome({}, {'model': model})
 
@@ -167,6 +169,7 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
             abs(r['all_digits_right'] - r['p_to_the_n']) for r in rows),
         'per_size': rows,
         'history': set_task.history(trainer),
+        'hparams': dict(task.hparams),
     }
     print(f'\nDigit sum (images, {args.source}): trained on sets of 1-'
           f'{args.train_max_size} images for {trainer.global_step} steps. '

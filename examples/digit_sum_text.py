@@ -78,7 +78,8 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
                             sizes=args.test_sizes, seed=args.data_seed)
 
     data = set_task.data_module(args, parser, train, test)
-    task = set_task.SetTask(build_model(args.embedding_dim, args.hidden),
+    task = set_task.SetTask(build_model, {'embedding_dim': args.embedding_dim,
+                                          'hidden': args.hidden},
                             loss='l1', lr=args.lr, schedule='one_cycle')
     trainer = set_task.build_trainer(args, parser, monitor='val_mae')
     set_task.fit(trainer, task, data, args)
@@ -95,6 +96,7 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
         'min_accuracy': min(r['accuracy'] for r in rows),
         'per_size': rows,
         'history': set_task.history(trainer),
+        'hparams': dict(task.hparams),
     }
     print(f'\nDigit sum (text): trained on sets of 1-{args.train_max_size} '
           f'digits for {trainer.global_step} steps; exact-match accuracy of '

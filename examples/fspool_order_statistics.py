@@ -67,6 +67,7 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
     parser, args = parse_args(argv)
     rows: List[Dict[str, Any]] = []
     models: Dict[str, nn.Module] = {}
+    hparams: Dict[str, Dict[str, Any]] = {}
     for statistic in args.statistics:
         root = osp.join(args.data_root, 'set_statistics')
         kwargs = dict(min_size=5, max_size=20, seed=args.data_seed)
@@ -79,16 +80,18 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
         for pooling in args.poolings:
             name = f'{statistic}_{pooling}'
             set_task.seed_everything(args)
-            model = build_model(pooling, args.hidden, args.pieces)
-            task = set_task.SetTask(model, loss='mse', lr=args.lr,
-                                    schedule='one_cycle', target_mean=mean,
-                                    target_std=std)
+            widths = dict(pooling=pooling, hidden=args.hidden,
+                          pieces=args.pieces)
+            task = set_task.SetTask(build_model, widths, loss='mse',
+                                    lr=args.lr, schedule='one_cycle',
+                                    target_mean=mean, target_std=std)
             trainer = set_task.build_trainer(args, parser, monitor='val_mse',
                                              out=osp.join(args.out, name))
             set_task.fit(trainer, task,
                          set_task.data_module(args, parser, train, test),
                          args)
-            models[name] = model
+            models[name] = model = task.model
+            hparams[name] = dict(task.hparams)
             if not trainer.is_global_zero:
                 continue
             pred, _ = set_task.predict(task, test)
@@ -113,6 +116,7 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
         'steps': args.max_steps,
         'rows': rows,
         'best_plain_over_fspool_mse': gains,
+        'hparams': hparams,
     }
     print(f'\nOrder statistics of sets of 5-20 numbers in [0, 1), '
           f'{args.max_steps} steps each, width {args.hidden}:')

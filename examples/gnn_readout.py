@@ -143,9 +143,11 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict]:
     results: Dict[str, Dict] = {}
     for readout in args.readouts:
         set_task.seed_everything(args)
-        model = GraphClassifier(train[0].num_features, args.hidden,
-                                num_classes=2, readout=readout)
-        task = GraphTask(model, task='classification', lr=args.lr)
+        widths = dict(in_channels=train[0].num_features,
+                      hidden_channels=args.hidden, num_classes=2,
+                      readout=readout)
+        task = GraphTask(GraphClassifier, widths, task='classification',
+                         lr=args.lr)
         trainer = set_task.build_trainer(
             args, parser, monitor='val_acc', mode='max',
             out=osp.join(args.out, readout))
@@ -156,6 +158,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict]:
             'losses': [h['train_loss_epoch'] for h in history
                        if 'train_loss_epoch' in h],
             'test_acc': history[-1]['val_acc'],
+            'hparams': dict(task.hparams),
         }
     if not trainer.is_global_zero:
         return results

@@ -91,17 +91,19 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
 
     rows: List[Dict[str, Any]] = []
     models: Dict[str, nn.Module] = {}
+    hparams: Dict[str, Dict[str, Any]] = {}
     for name in args.models:
         set_task.seed_everything(args)
-        model = build_model(name, args.hidden)
-        task = set_task.SetTask(model, loss='mse', lr=args.lr,
+        widths = dict(name=name, hidden=args.hidden)
+        task = set_task.SetTask(build_model, widths, loss='mse', lr=args.lr,
                                 schedule='one_cycle', target_mean=mean,
                                 target_std=std)
         trainer = set_task.build_trainer(args, parser, monitor='val_mse',
                                          out=osp.join(args.out, name))
         set_task.fit(trainer, task,
                      set_task.data_module(args, parser, train, test), args)
-        models[name] = model
+        models[name] = model = task.model
+        hparams[name] = dict(task.hparams)
         if trainer.is_global_zero:
             pred, _ = set_task.predict(task, test)
             rows.append({'model': name, 'parameters': num_parameters(model),
@@ -115,6 +117,7 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
         'steps': args.max_steps,
         'test_target_variance': float(test.y.var(unbiased=False)),
         'rows': rows,
+        'hparams': hparams,
     }
     if 'k1' in by_name and 'k2' in by_name:
         results['k1_over_k2_mse'] = by_name['k1'] / by_name['k2']

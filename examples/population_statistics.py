@@ -100,6 +100,7 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
 
     rows: List[Dict[str, Any]] = []
     models: Dict[str, nn.Module] = {}
+    hparams: Dict[str, Dict[str, Any]] = {}
     batch_size = args.batch_size
     val_every = max(1, args.max_steps // 10) if args.max_steps > 0 else None
     for n in train_sizes:
@@ -108,8 +109,8 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
         std = float(pool.y[:n].std()) if n > 1 else 1.0
         args.batch_size = min(batch_size, n)
         set_task.seed_everything(args)
-        model = build_model(pool.num_features, args.hidden)
-        task = set_task.SetTask(model, loss='mse', lr=args.lr,
+        widths = dict(in_channels=pool.num_features, hidden=args.hidden)
+        task = set_task.SetTask(build_model, widths, loss='mse', lr=args.lr,
                                 schedule='one_cycle', target_mean=mean,
                                 target_std=std if std > 0 else 1.0)
         # Ten validations per model: with few training sets an epoch is a
@@ -120,7 +121,8 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
             out=osp.join(args.out, f'n{n}'))
         set_task.fit(trainer, task,
                      set_task.data_module(args, parser, train, test), args)
-        models[f'n{n}'] = model
+        models[f'n{n}'] = model = task.model
+        hparams[f'n{n}'] = dict(task.hparams)
         if trainer.is_global_zero:
             pred, _ = set_task.predict(task, test)
             rows.append({'num_train_sets': n,
@@ -138,6 +140,7 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
         'test_target_variance': baseline,
         'plug_in_mse': plug_in,
         'per_train_size': rows,
+        'hparams': hparams,
     }
     print(f'\nPopulation statistics ({args.task}, dim {pool.dim}): test MSE '
           f'on {args.num_test} sets against the number of training sets '

@@ -24,7 +24,7 @@ Usage::
 """
 import argparse
 import os.path as osp
-from typing import Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import set_task
 import torch
@@ -78,9 +78,11 @@ class AnomalyTask(set_task.SetTask):
     r"""One score per element; the loss is the cross-entropy of the odd
     element (:obj:`y == 1`) under a softmax over its set, the metric
     whether it scores highest."""
-    def __init__(self, model: nn.Module, noise: float = 0.0,
-                 **kwargs) -> None:
-        super().__init__(model, task='classification', **kwargs)
+    def __init__(self, model: Any, model_kwargs: Optional[dict] = None,
+                 noise: float = 0.0, **kwargs: Any) -> None:
+        # A checkpoint's hyperparameters hold task='classification' too.
+        kwargs['task'] = 'classification'
+        super().__init__(model, model_kwargs, **kwargs)
         self.noise = noise
 
     def forward(self, batch: Batch) -> Tensor:
@@ -145,10 +147,11 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
         train = SetAnomaly(root, 'train', num_sets=args.num_train, **kwargs)
         test = SetAnomaly(root, 'test', num_sets=args.num_test, **kwargs)
 
-    model = AnomalyScorer(train.num_features, args.hidden, args.aggr,
-                          args.tied)
-    task = AnomalyTask(model, noise=args.noise, lr=args.lr,
+    widths = dict(in_channels=train.num_features, hidden=args.hidden,
+                  aggr=args.aggr, tied=args.tied)
+    task = AnomalyTask(AnomalyScorer, widths, noise=args.noise, lr=args.lr,
                        schedule='one_cycle')
+    model = task.model
     # Five evaluations over the run, as in the results page (a run bounded
     # by --max-epochs instead validates after every epoch).
     trainer = set_task.build_trainer(
@@ -175,6 +178,7 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
         'accuracy': accuracy,
         'chance': 1.0 / args.set_size,
         'evals': evals,
+        'hparams': dict(task.hparams),
     }
     print(f'\nSet anomaly ({args.source} digits, sets of {args.set_size}): '
           f'trained {trainer.global_step} steps.')

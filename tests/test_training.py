@@ -1,5 +1,5 @@
 r"""Training lives in ``examples/`` on Lightning: the package imports without
-it, and ``examples/set_task.py`` (the one LightningModule for set tasks, its
+it, and ``examples/set_task/`` (the one LightningModule for set tasks, its
 data module and trainer options) does what the examples rely on."""
 import argparse
 import json
@@ -27,15 +27,17 @@ set_task = load('set_task')
 
 
 class RandomSets(InMemoryDataset):
-    r"""Sets of 3-d points whose target is the sum of all coordinates."""
-    def __init__(self, num_sets=120, seed=0):
+    r"""Sets of 3-d points whose target is the sum of all coordinates (or,
+    with :obj:`classes`, whether it is positive)."""
+    def __init__(self, num_sets=120, seed=0, classes=False):
         super().__init__(None, log=False)
         gen = torch.Generator().manual_seed(seed)
         data_list = []
         for _ in range(num_sets):
             n = int(torch.randint(1, 6, (1, ), generator=gen))
             x = torch.randn(n, 3, generator=gen)
-            data_list.append(Data(x=x, y=x.sum().view(1), tag=x[:, :1] * 2))
+            y = (x.sum() > 0).long() if classes else x.sum()
+            data_list.append(Data(x=x, y=y.view(1), tag=x[:, :1] * 2))
         self.data, self.slices = self.collate(data_list)
 
 
@@ -105,13 +107,17 @@ def test_set_loader_matches_pyg_collation():
         for key in ('x', 'y', 'tag', 'batch', 'ptr'):
             assert torch.equal(batch[key], ref[key]), key
         assert batch.num_graphs == len(chunk)
-        assert torch.equal(batch.to_data_list()[-1].x, dataset[chunk[-1]].x)
 
-    # A subset (index_select) maps through its indices.
+    # Subsets (index_select, and a slice, whose indices are a range) hold
+    # their own sets only.
     subset = dataset[torch.tensor([4, 9, 1])]
     batch = next(iter(set_task.SetLoader(subset, batch_size=3)))
     ref = Batch.from_data_list([dataset[4], dataset[9], dataset[1]])
     assert torch.equal(batch.x, ref.x) and torch.equal(batch.y, ref.y)
+    batch = next(iter(set_task.SetLoader(dataset[5:9], batch_size=10)))
+    ref = Batch.from_data_list([dataset[i] for i in range(5, 9)])
+    for key in ('x', 'y', 'tag', 'batch', 'ptr'):
+        assert torch.equal(batch[key], ref[key]), key
 
     # With a transform, PyG's collation runs instead (same result).
     dataset.transform = lambda data: data
@@ -182,20 +188,6 @@ def test_data_module_checks_batch_size(tmp_path):
 # The task ####################################################################
 
 
-def test_one_cycle_by_hand():
-    f = set_task.one_cycle
-    # 100 steps, warm-up over the first 10: cosine from 1/25 up to 1 ...
-    assert f(0, 100) == pytest.approx(1 / 25)
-    assert f(5, 100) == pytest.approx(1 / 25 + (1 - 1 / 25) / 2)
-    assert f(10, 100) == pytest.approx(1.0)
-    # ... then cosine down to 1/25/1e4 at step 100, and flat after it.
-    assert f(55, 100) == pytest.approx(1 / 25 / 1e4 + (1 - 4e-6) / 2)
-    assert f(100, 100) == pytest.approx(4e-6)
-    assert f(250, 100) == f(100, 100)
-    # A run shorter than ten steps still warms up over one step.
-    assert f(0, 3) == pytest.approx(1 / 25) and f(1, 3) == 1.0
-
-
 def test_loss_and_metrics_by_hand():
     batch = Batch.from_data_list([
         Data(x=torch.zeros(2, 1), y=torch.tensor([10.0])),
@@ -235,11 +227,13 @@ def test_set_task_rejects_bad_arguments(kwargs, match):
 
 
 class Probe(set_task.SetTask):
-    r"""Records the dtype of the model's output and the learning rate."""
+    r"""Records the dtype of the model's output and the learning rate of
+    every step."""
     def training_step(self, batch, batch_idx):
         loss = super().training_step(batch, batch_idx)
         self.seen = (self(batch).dtype,
                      self.trainer.optimizers[0].param_groups[0]['lr'])
+        self.lrs = getattr(self, 'lrs', []) + [self.seen[1]]
         return loss
 
 
@@ -256,8 +250,8 @@ def test_precision_schedule_and_gradient_clipping_reach_the_loop(tmp_path):
                  set_task.SetDataModule(RandomSets(80), batch_size=8), args)
     dtype, lr = task.seen
     assert dtype == torch.bfloat16  # autocast ran the model in bf16
-    # The learning rate of the last step: step 4 of a 5-step one-cycle.
-    assert lr == pytest.approx(0.1 * set_task.one_cycle(4, 5))
+    # The last step of a one-cycle schedule runs at its floor.
+    assert lr == pytest.approx(0.1 / 25 / 1e4)
 
     # SGD with lr 1 and the gradient norm clipped to 1e-3 moves the
     # parameters by at most 1e-3 in one step.
@@ -272,6 +266,44 @@ def test_precision_schedule_and_gradient_clipping_reach_the_loop(tmp_path):
                  set_task.SetDataModule(RandomSets(80), batch_size=8), args)
     after = torch.cat([p.detach().flatten() for p in task.parameters()])
     assert 0 < float((after - before).norm()) <= 1e-3 + 1e-7
+
+
+def one_cycle(step, total, up, peak=0.1):
+    r"""The one-cycle learning rate by hand: cosine from peak / 25 up to the
+    peak over :obj:`up` steps, then cosine down to peak / 25 / 1e4 at the
+    last step."""
+    low, floor = peak / 25, peak / 25 / 1e4
+    if step <= up:
+        return low + (peak - low) * (1 - math.cos(math.pi * step / up)) / 2
+    t = (step - up) / (total - 1 - up)
+    return floor + (peak - floor) * (1 + math.cos(math.pi * t)) / 2
+
+
+@pytest.mark.parametrize('steps,up', [(20, 2), (10, 1), (4, 1)])
+def test_one_cycle_schedule_by_hand(tmp_path, steps, up):
+    # 10 steps: a warm-up of exactly one step, where torch's OneCycleLR with
+    # pct_start=0.1 divides by zero; 4 steps: it would skip the warm-up.
+    parser, args = options(tmp_path, '--max-steps', str(steps))
+    task = Probe(sum_model(), lr=0.1, schedule='one_cycle')
+    set_task.fit(set_task.build_trainer(args, parser), task,
+                 set_task.SetDataModule(RandomSets(80), batch_size=8), args)
+    assert task.lrs == pytest.approx([one_cycle(s, steps, up)
+                                      for s in range(steps)])
+
+
+def test_one_cycle_stretches_when_a_run_is_extended(tmp_path):
+    parser, args = options(tmp_path, '--max-steps', '20')
+    first = Probe(sum_model(), lr=0.1, schedule='one_cycle')
+    set_task.fit(set_task.build_trainer(args, parser), first,
+                 set_task.SetDataModule(RandomSets(80), batch_size=8), args)
+    parser, args = options(tmp_path, '--max-steps', '30', '--ckpt-path',
+                           'last')
+    more = Probe(sum_model(), lr=0.1, schedule='one_cycle')
+    set_task.fit(set_task.build_trainer(args, parser), more,
+                 set_task.SetDataModule(RandomSets(80), batch_size=8), args)
+    # Steps 20-29 follow the 30-step schedule (warm-up: 3 steps).
+    assert more.lrs == pytest.approx([one_cycle(s, 30, 3)
+                                      for s in range(20, 30)])
 
 
 class Flat(set_task.SetTask):
@@ -303,8 +335,7 @@ def test_checkpoint_reloads_the_trained_model(tmp_path, make):
     parser, args = options(tmp_path, '--max-steps', '3')
     set_task.seed_everything(args)
     task = set_task.SetTask(make(), task='classification')
-    ys = RandomSets(40)
-    ys._data.y = (ys._data.y > 0).long()  # two classes
+    ys = RandomSets(40, classes=True)
     data = set_task.SetDataModule(ys, batch_size=8)
     trainer = set_task.build_trainer(args, parser)
     set_task.fit(trainer, task, data, args)
@@ -442,3 +473,84 @@ def test_sigint_saves_and_resumes_to_the_uninterrupted_result(tmp_path):
     assert math.isfinite(straight.results['per_size'][0]['mae'])
     assert os.path.isfile(tmp_path / 'cut' / 'csv' / 'version_0' /
                           'metrics.csv')
+
+
+def test_epoch_mean_after_resuming_at_an_epoch_end(tmp_path):
+    # 80 sets in batches of 8: 10 steps an epoch. The second epoch's mean
+    # loss of a run resumed after the first covers the second epoch only.
+    def run(out, *extra):
+        parser, args = options(tmp_path / out, '--max-steps', '-1', *extra)
+        set_task.seed_everything(args)
+        trainer = set_task.build_trainer(args, parser)
+        set_task.fit(trainer, set_task.SetTask(sum_model()),
+                     set_task.SetDataModule(RandomSets(80), batch_size=8),
+                     args)
+        return set_task.history(trainer)
+
+    straight = run('straight', '--max-epochs', '2')
+    run('cut', '--max-epochs', '1')
+    resumed = run('cut', '--max-epochs', '2', '--ckpt-path', 'last')
+    assert [h['epoch'] for h in straight] == [0, 1]
+    assert resumed == straight
+
+
+# Loading a trained model back #################################################
+
+
+def build_sum_model(hidden):
+    return DeepSetsInvariant(phi=[3, hidden], rho=[hidden, 1])
+
+
+def test_one_call_rebuilds_the_model_from_a_checkpoint(tmp_path):
+    parser, args = options(tmp_path, '--max-steps', '3')
+    task = set_task.SetTask(build_sum_model, {'hidden': 5}, lr=0.1,
+                            schedule='one_cycle')
+    data = set_task.SetDataModule(RandomSets(40), batch_size=8)
+    set_task.fit(set_task.build_trainer(args, parser), task, data, args)
+    path = tmp_path / 'checkpoints' / 'last.ckpt'
+
+    # Plain tensors and strings: no pickled objects.
+    saved = torch.load(path, weights_only=True)
+    assert saved['hyper_parameters']['model'] == \
+        'tests.test_training:build_sum_model'
+    assert saved['hyper_parameters']['model_kwargs'] == {'hidden': 5}
+    hparams = (tmp_path / 'csv' / 'version_0' / 'hparams.yaml').read_text()
+    assert 'model_kwargs:\n  hidden: 5' in hparams
+
+    again = set_task.SetTask.load_from_checkpoint(path)
+    assert type(again) is set_task.SetTask
+    assert again.model.phi.out_channels == 5
+    batch = next(iter(set_task.SetLoader(RandomSets(10, seed=3), 10)))
+    task.eval(), again.eval()
+    assert torch.equal(task.predict_step(batch), again.predict_step(batch))
+
+
+def test_package_models_are_named_by_their_public_path():
+    task = set_task.SetTask(DeepSetsPointCloud, dict(
+        in_channels=3, num_classes=4, hidden_channels=8),
+        task='classification')
+    assert task.hparams.model == 'torch_geometric_deepsets:DeepSetsPointCloud'
+    assert type(task.model) is DeepSetsPointCloud
+
+
+def test_a_task_given_a_module_asks_for_it_on_load(tmp_path):
+    parser, args = options(tmp_path, '--max-steps', '1')
+    set_task.fit(set_task.build_trainer(args, parser),
+                 set_task.SetTask(sum_model()),
+                 set_task.SetDataModule(RandomSets(40), batch_size=8), args)
+    with pytest.raises(TypeError, match="pass the model again"):
+        set_task.SetTask.load_from_checkpoint(
+            tmp_path / 'checkpoints' / 'last.ckpt')
+
+
+@pytest.mark.parametrize('builder,match', [
+    (lambda: None, 'top level of a module'),
+    ('no_such_module:f', "cannot import the model builder"),
+    ('nocolon', "must be named 'module:name'"),
+])
+def test_bad_model_builders(builder, match):
+    with pytest.raises((ValueError, ImportError), match=match):
+        set_task.SetTask(builder)
+    with pytest.raises(ValueError, match="'model_kwargs' needs a model "
+                       "builder"):
+        set_task.SetTask(sum_model(), {'hidden': 3})

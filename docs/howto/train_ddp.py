@@ -17,7 +17,7 @@ from torch import nn
 from torch_geometric_deepsets import DeepSetsInvariant
 from torch_geometric_deepsets.datasets import DigitSumText
 
-# examples/set_task.py: the LightningModule and data module for set tasks.
+# examples/set_task/: the LightningModule and data module for set tasks.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 '..', '..', 'examples'))
 import set_task  # noqa: E402

@@ -128,7 +128,6 @@ class SyntheticSetDataset(InMemoryDataset):
             data_list = [self.pre_transform(self.get(i))
                          for i in range(len(self))]
             data, slices = self.collate(data_list)
-            self._data_list = None
         # The same file format as InMemoryDataset.save, without building a
         # Data object per set first (100k sets: 0.1 s instead of 5 s).
         fs.torch_save((data.to_dict(), slices, data.__class__),
@@ -137,10 +136,8 @@ class SyntheticSetDataset(InMemoryDataset):
     def set_sizes(self) -> Tensor:
         r"""The number of elements of every set, in dataset order."""
         ptr = self.slices['x']
-        sizes = ptr[1:] - ptr[:-1]
-        if self._indices is not None:
-            sizes = sizes[torch.as_tensor(list(self.indices()))]
-        return sizes
+        return (ptr[1:] - ptr[:-1])[torch.as_tensor(list(self.indices()),
+                                                    dtype=torch.long)]
 
     def __repr__(self) -> str:
         settings = ', '.join(f'{k}={v}' for k, v in self.params().items()

@@ -1,0 +1,151 @@
+r"""The callbacks of the set tasks' trainer: a line per epoch, and Ctrl-C
+that saves a checkpoint to resume from."""
+import os.path as osp
+import signal
+import threading
+from typing import Any, Dict, List, Optional
+
+import lightning.pytorch as L
+from lightning.pytorch.callbacks import Callback
+
+
+def _print(trainer: L.Trainer, line: str) -> None:
+    bar = trainer.progress_bar_callback
+    if bar is not None and not bar.is_disabled:
+        bar.print(line)  # above the bar, which stays where it is
+    else:
+        print(line, flush=True)
+
+
+class EpochLog(Callback):
+    r"""One line per epoch with the logged metrics, and one per validation
+    in the middle of an epoch; it keeps them in :attr:`history`, which is
+    saved in every checkpoint, so a resumed run has the whole history."""
+    def __init__(self) -> None:
+        self.history: List[Dict[str, float]] = []
+        self._pending: Optional[Dict[str, float]] = None
+
+    def _flush(self, trainer: L.Trainer) -> None:
+        entry, self._pending = self._pending, None
+        if entry is None:
+            return
+        self.history.append(entry)
+        if trainer.is_global_zero:
+            shown = ', '.join(f'{k} {v:.4g}' for k, v in entry.items()
+                              if k not in ('epoch', 'step'))
+            _print(trainer, f"epoch {entry['epoch']} step {entry['step']}: "
+                   f'{shown}')
+
+    def _metrics(self, trainer: L.Trainer, prefix: str) -> Dict[str, float]:
+        return {k: float(v) for k, v in trainer.callback_metrics.items()
+                if k.startswith(prefix) and not k.endswith('_step')
+                and k != 'train_loss'}
+
+    def on_validation_end(self, trainer: L.Trainer,
+                          pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        self._pending = {'epoch': trainer.current_epoch,
+                         'step': trainer.global_step,
+                         **self._metrics(trainer, 'val_')}
+
+    def on_train_batch_start(self, trainer: L.Trainer,
+                             pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        self._flush(trainer)  # a validation in the middle of the epoch
+
+    def on_train_epoch_end(self, trainer: L.Trainer,
+                           pl_module: L.LightningModule) -> None:
+        # The epoch-level values (train_loss_epoch) are computed by now.
+        train = self._metrics(trainer, 'train_')
+        entry = {'epoch': trainer.current_epoch,
+                 'step': trainer.global_step, **train}
+        if self._pending is not None and \
+                self._pending['step'] == trainer.global_step:
+            entry.update(self._pending)
+        else:
+            self._flush(trainer)
+        self._pending = entry
+        self._flush(trainer)
+
+    def on_fit_end(self, trainer: L.Trainer,
+                   pl_module: L.LightningModule) -> None:
+        self._flush(trainer)
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {'history': self.history}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.history = list(state['history'])
+
+
+class Interrupt(Callback):
+    r"""Ctrl-C (SIGINT) during :meth:`~lightning.pytorch.Trainer.fit` stops
+    training after the current step, saves :obj:`last.ckpt` and prints one
+    line saying how to resume; a second Ctrl-C interrupts at once.
+
+    The signal only sets a flag: stopping inside an optimizer step would
+    save half-updated parameters. Under DDP the processes agree to stop at
+    the same step (checked every :obj:`sync_every` steps, so the agreement
+    costs one small all-reduce per :obj:`sync_every` steps).
+
+    Args:
+        resume_hint (str): The command that resumes, for the message.
+        sync_every (int, optional): Steps between DDP agreements.
+            (default: :obj:`16`)
+    """
+    def __init__(self, resume_hint: str, sync_every: int = 16) -> None:
+        self.resume_hint = resume_hint
+        self.sync_every = sync_every
+        self.requested = False
+        self.saved: Optional[str] = None
+        self._previous: Any = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous)
+
+    def on_fit_start(self, trainer: L.Trainer,
+                     pl_module: L.LightningModule) -> None:
+        self.requested, self.saved = False, None
+        if threading.current_thread() is threading.main_thread():
+            # None: a handler not set from Python; Ctrl-C then raises.
+            self._previous = signal.signal(signal.SIGINT, self._handler) \
+                or signal.default_int_handler
+
+    def _restore(self) -> None:
+        if self._previous is not None and \
+                threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, self._previous)
+        self._previous = None
+
+    def on_fit_end(self, trainer: L.Trainer,
+                   pl_module: L.LightningModule) -> None:
+        self._restore()
+
+    def on_train_batch_end(self, trainer: L.Trainer,
+                           pl_module: L.LightningModule, outputs: Any,
+                           batch: Any, batch_idx: int) -> None:
+        stop = self.requested
+        if trainer.world_size > 1:
+            if trainer.global_step % self.sync_every:
+                return
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if not stop:
+            return
+        callback = trainer.checkpoint_callback
+        directory = callback.dirpath if callback is not None and \
+            callback.dirpath else trainer.default_root_dir
+        self.saved = osp.join(directory, 'last.ckpt')
+        trainer.save_checkpoint(self.saved, weights_only=False)
+        raise KeyboardInterrupt
+
+    def on_exception(self, trainer: L.Trainer,
+                     pl_module: L.LightningModule,
+                     exception: BaseException) -> None:
+        self._restore()
+        if isinstance(exception, KeyboardInterrupt) and self.saved and \
+                trainer.is_global_zero:
+            print(f'Stopped at step {trainer.global_step}; saved '
+                  f'{self.saved}. Resume with: {self.resume_hint}',
+                  flush=True)
