@@ -3,7 +3,7 @@ import torch
 
 import torch_geometric.typing
 import torch_geometric_deepsets._kernels as kernels
-from tests.conftest import make_batch, ptr_of
+from tests.helpers import Count, make_batch, ptr_of
 from torch_geometric.index import ptr2index
 from torch_geometric.testing import withDevice, withPackage
 from torch_geometric.utils import scatter
@@ -324,7 +324,6 @@ def test_ptr_on_the_cpu_takes_no_segment_kernel(reduce, affine):
     # index_add_/index_select on the CPU (65k x 128 rows): ptr input there
     # goes through set ids. Other devices keep the segment kernel (counted
     # on meta tensors in test_device_path.py).
-    from tests.test_device_path import Count
     x = torch.randn(40, 3, requires_grad=True)
     ptr = torch.tensor([0, 10, 10, 25, 40])
     weight, bias = torch.randn(2, 3), torch.randn(2)

@@ -5,7 +5,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.conftest import AGGRS, make_batch
+from tests.helpers import AGGRS, make_batch
 from tests.strategies import set_sizes
 from torch_geometric.utils import scatter
 from torch_geometric_deepsets import PermutationEquivariantLayer, from_dense

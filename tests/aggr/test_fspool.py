@@ -5,7 +5,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.conftest import make_batch
+from tests.helpers import NoSync, make_batch
 from tests.strategies import set_sizes
 from torch_geometric.nn import SAGEConv
 from torch_geometric.nn.aggr import MedianAggregation, MultiAggregation
@@ -264,7 +264,6 @@ def test_leading_dimensions():
 def test_device_path_reads_no_value():
     # What GPUs and compiled graphs run: no host read, no data-dependent
     # shape, forward and backward (meta tensors take the device path).
-    from tests.test_device_path import NoSync
     pool = FSPool(3, num_pieces=4).to('meta')
     x = torch.randn(50, 3, device='meta', requires_grad=True)
     index = torch.empty(50, dtype=torch.long, device='meta')

@@ -6,7 +6,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.conftest import AGGRS, make_batch
+from tests.helpers import AGGRS, NoSync, make_batch
 from tests.strategies import set_sizes
 from torch_geometric.nn.norm import LayerNorm
 from torch_geometric_deepsets import (
@@ -277,7 +277,6 @@ def test_bad_input():
 def test_device_path_reads_no_value(aggr):
     # What GPUs and compiled graphs run: no host read, no data-dependent
     # shape, forward and backward (meta tensors take the device path).
-    from tests.test_device_path import NoSync
     model = DeepSetsPlusPlus(3, 8, 2, num_blocks=2, aggr=aggr,
                              readout=aggr).to('meta')
     x = torch.randn(50, 3, device='meta', requires_grad=True)

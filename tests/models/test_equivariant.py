@@ -6,7 +6,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.conftest import AGGRS, make_batch
+from tests.helpers import AGGRS, make_batch
 from tests.strategies import set_sizes
 from torch_geometric_deepsets import (
     DeepSetsEquivariant,

@@ -5,7 +5,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.conftest import AGGRS, make_batch, ptr_of
+from tests.helpers import AGGRS, make_batch, ptr_of
 from tests.strategies import set_sizes
 from torch_geometric.nn import MLP, SAGEConv
 from torch_geometric.nn.aggr import (

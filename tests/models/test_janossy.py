@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import AGGRS, make_batch
+from tests.helpers import AGGRS, NoSync, make_batch
 from tests.strategies import set_sizes
 from torch_geometric.nn import SAGEConv
 from torch_geometric_deepsets import (
@@ -504,7 +504,6 @@ def test_pisgd_bad_input():
 def test_pisgd_k_device_path_reads_no_value():
     # The k-tuple variant has no data-dependent shape: nothing is read back
     # on the device path (meta tensors take it), forward and backward.
-    from tests.test_device_path import NoSync
     model = JanossyPiSGD([3, 8], [8, 2], k=2).to('meta')
     x = torch.randn(50, 3, device='meta', requires_grad=True)
     index = torch.empty(50, dtype=torch.long, device='meta')
