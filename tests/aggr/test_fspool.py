@@ -100,8 +100,30 @@ def test_matches_reference_on_ragged_batch():
     x, batch = make_batch([6, 0, 1, 13, 2, 0], 3, dtype=torch.float64,
                           shuffle=True)
     out = pool(x, batch, dim_size=6)
-    assert torch.allclose(out, reference(pool, x, batch, 6), atol=1e-12)
+    torch.testing.assert_close(out, reference(pool, x, batch, 6),
+                               rtol=1e-12, atol=1e-12)
     assert torch.equal(out[1], torch.zeros(3, dtype=torch.float64))
+
+
+@pytest.mark.parametrize('layout', ['index', 'ptr'])
+def test_float64_relative_ranks_are_computed_in_float64(layout):
+    # With k = 4 pieces, sets of 4, 7 and 11 elements put their ranks at
+    # 4j/3, 2j/3 and 2j/5 on the knot axis: not exact in binary, so ranks
+    # computed in float32 are ~1e-8 off, which only a double-precision
+    # tolerance sees (allclose's default rtol=1e-5 does not).
+    pool = FSPool(2, num_pieces=4).double()
+    sizes = [4, 0, 7, 1, 11]
+    x, batch = make_batch(sizes, 2, dtype=torch.float64,
+                          shuffle=layout == 'index')
+    x = 10 * x
+    if layout == 'index':
+        out = pool(x, batch, dim_size=len(sizes))
+    else:
+        counts = torch.tensor(sizes)
+        out = pool(x, ptr=torch.cat([counts.new_zeros(1), counts.cumsum(0)]))
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out, reference(pool, x, batch, len(sizes)),
+                               rtol=1e-12, atol=1e-12)
 
 
 @given(sizes=set_sizes, pieces=st.integers(1, 6), seed=st.integers(0, 999))
