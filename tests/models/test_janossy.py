@@ -175,6 +175,25 @@ def test_tuple_budget():
         JanossyPooling([2, 4], [4, 1], max_tuples=2**40)
 
 
+@pytest.mark.parametrize('layout', ['index', 'ptr'])
+def test_tuple_budget_of_one_set_alone(layout):
+    # One set of 11 elements has 11 * 10 = 110 pairs: exactly at the
+    # budget it runs (and sees all its pairs), one tuple over it raises. A
+    # count capped at the budget instead of one above it would let 110
+    # pass as 109.
+    x, index = torch.randn(11, 2), torch.zeros(11, dtype=torch.long)
+    grouping = dict(index=index) if layout == 'index' else dict(
+        ptr=torch.tensor([0, 11]))
+    at = JanossyPooling([2, 4], [4, 1], k=2, max_tuples=110)
+    assert torch.allclose(at(x, **grouping), reference(at, x, index, 1),
+                          atol=1e-6)
+    over = JanossyPooling([2, 4], [4, 1], k=2, max_tuples=109)
+    with pytest.raises(ValueError, match=re.escape(
+            "needs 110 tuples for this batch (the largest set has 11 "
+            "elements and 110 tuples), above 'max_tuples'=109")):
+        over(x, **grouping)
+
+
 def test_as_aggr_of_sage_conv():
     aggr = JanossyPooling([4, 8], [8, 4], k=2)
     conv = SAGEConv(4, 6, aggr=aggr)
