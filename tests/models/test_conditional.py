@@ -7,7 +7,10 @@ from hypothesis import strategies as st
 from tests.helpers import AGGRS, make_batch
 from tests.strategies import set_sizes
 from torch_geometric.utils import scatter
-from torch_geometric_deepsets import DeepSetsConditional
+from torch_geometric_deepsets import (
+    DeepSetsConditional,
+    DeepSetsConditionalEquivariant,
+)
 from torch_geometric_deepsets.testing import assert_permutation_invariant
 
 FUSIONS = ['concat', 'film', 'add']
@@ -148,6 +151,26 @@ def test_repr():
         "DeepSetsConditional(phi_first=MLP(3, 8), phi=SplitMLP(8, 4), "
         "rho=MLP(4, 2), context_channels=4, fusion='film', "
         "context_in_rho=False, aggr=SumAggregation())")
+
+
+@pytest.mark.parametrize('build', [
+    lambda: DeepSetsConditional([3, 8], [8, 2], 2, fusion='add'),
+    lambda: DeepSetsConditional([3, 8], [8, 2], 2, fusion='film'),
+    lambda: DeepSetsConditional(torch.nn.Linear(3, 8), [8, 2], 2,
+                                fusion='add'),
+    lambda: DeepSetsConditionalEquivariant([3, 2], 2, fusion='add'),
+    lambda: DeepSetsConditionalEquivariant([3, 2], 2, fusion='film'),
+], ids=['add', 'film', 'add_module', 'equivariant_add', 'equivariant_film'])
+def test_one_feature_does_not_broadcast_against_the_context(build):
+    # A one-layer phi takes the context projection (add) or modulation
+    # (FiLM) at its input, 3 features wide: a 1-feature x would broadcast
+    # against it, and the model would run on the wrong data.
+    model = build()
+    x, batch = make_batch([2, 3], 1)
+    for grouping in (dict(batch=batch), dict(ptr=torch.tensor([0, 2, 5]))):
+        with pytest.raises(ValueError, match="'x' has 1 features per "
+                           "element but the model expects 3"):
+            model(x, torch.randn(2, 2), **grouping)
 
 
 def test_bad_input():
