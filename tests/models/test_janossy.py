@@ -380,10 +380,11 @@ def test_pisgd_invariance_in_distribution(sizes, k, seed):
     model = JanossyPiSGD(phi, torch.nn.Identity(), k=k,
                          num_eval_samples=4000).eval()
     x, batch = make_batch(sizes, 2, generator=gen)
-    # Sets of up to 6 elements: the estimate moves by a few 1e-3 between
-    # draws, far less than a model that reads the given order would.
+    # Sets of up to 6 elements: the estimate moves by ~0.01 between draws
+    # (measured for sets of 6, 1, 6 over 700 seeds: median 0.009, largest
+    # 0.035), far less than one sampled order does (median 0.56).
     assert_permutation_invariant(model, x, batch, dim_size=len(sizes),
-                                 generator=gen, atol=0.03, rtol=0.0)
+                                 generator=gen, atol=0.05, rtol=0.0)
     small = torch.tensor(sizes)[batch] <= 1
     if small.any():  # sets of 0 or 1 element are deterministic
         out = model(x, batch, dim_size=len(sizes))
