@@ -249,24 +249,6 @@ def test_as_aggr_of_sage_conv():
                           atol=1e-6)
 
 
-def test_torch_compile_without_graph_breaks():
-    pool = FSPool(3, num_pieces=4)
-    x, batch = make_batch([2, 0, 5, 1], 3, shuffle=True)
-    ptr = torch.tensor([0, 2, 2, 7, 8])
-    explain = torch._dynamo.explain(pool)
-    assert explain(x, batch, dim_size=4).graph_break_count == 0
-    assert explain(x, ptr=ptr).graph_break_count == 0
-    compiled = torch.compile(pool, fullgraph=True, dynamic=True)
-    assert torch.allclose(compiled(x, batch, dim_size=4),
-                          pool(x, batch, dim_size=4), atol=1e-6)
-    x2, batch2 = make_batch([7, 1, 0, 3, 2], 3)
-    assert torch.allclose(compiled(x2, batch2, dim_size=5),
-                          pool(x2, batch2, dim_size=5), atol=1e-6)
-    sorted_x = x[torch.argsort(batch, stable=True)]
-    assert torch.allclose(compiled(sorted_x, ptr=ptr),
-                          pool(sorted_x, ptr=ptr), atol=1e-6)
-
-
 def test_leading_dimensions():
     # PyG's Aggregation contract: [*, N, C] along dim=-2, or elements along
     # dim=0 with heads in between (GATConv's messages).

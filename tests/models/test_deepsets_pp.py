@@ -185,27 +185,6 @@ def test_dropout_only_in_training():
     assert not torch.equal(model(x, batch), model(x, batch))
 
 
-def test_torch_compile_without_graph_breaks():
-    model = DeepSetsPlusPlus(3, 8, 2, num_blocks=1, aggr='max',
-                             readout='mean')
-    x, batch = make_batch([2, 0, 5, 1], 3, shuffle=True)
-    explain = torch._dynamo.explain(model)
-    assert explain(x, batch, dim_size=4).graph_break_count == 0
-    # fullgraph=True raises on any break: ptr input compiles whole too.
-    # aot_eager, as in tests/test_compile.py: the same graph, compiled in a
-    # fraction of inductor's time.
-    compiled = torch.compile(model, fullgraph=True, dynamic=True,
-                             backend='aot_eager')
-    for sizes in ([2, 0, 5, 1], [7, 1, 3]):
-        x, batch = make_batch(sizes, 3, shuffle=True)
-        assert torch.allclose(compiled(x, batch, dim_size=len(sizes)),
-                              model(x, batch, dim_size=len(sizes)),
-                              atol=1e-5)
-    x, batch = make_batch([2, 0, 5, 1], 3)
-    ptr = torch.tensor([0, 2, 2, 7, 8])
-    assert torch.allclose(compiled(x, ptr=ptr), model(x, ptr=ptr), atol=1e-5)
-
-
 def test_repr():
     model = DeepSetsPlusPlus(3, 8, 2, num_blocks=3, aggr='max',
                              readout='sum')
