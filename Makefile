@@ -41,8 +41,12 @@ scatter: $(VENV)/.torch
 ifeq ($(WITH_SCATTER),1)
 test: scatter
 endif
+# The suite runs on every core (pytest-xdist): its slow tests (trainings,
+# subprocesses, compiles, Sphinx builds) each use one thread. PYTEST_WORKERS=0
+# runs it in one process.
+PYTEST_WORKERS ?= auto
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 # The paper's first experiment (examples/digit_sum_text.py): generate the
 # sets, train with Lightning, print the accuracy per set size. It needs only

@@ -15,8 +15,6 @@ settings.register_profile(
 settings.load_profile('ci' if os.environ.get('CI') or
                       os.environ.get('FULL_TEST') else 'default')
 
-AGGRS = ['sum', 'mean', 'max']
-
 # The tests use tiny tensors, where waking a second thread costs more than
 # the work (up to ~85 ms per op measured on a busy 2-core machine).
 torch.set_num_threads(1)
@@ -27,6 +25,15 @@ def _seed():
     torch.manual_seed(12345)
 
 
+@pytest.fixture(autouse=True)
+def _keep_threads():
+    # The examples' --threads sets a process-wide torch setting; no test
+    # leaves another a different thread count.
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def toy():
     r"""The canonical tiny batch: three sets of sizes 2, 3 and 1."""
@@ -35,20 +42,6 @@ def toy():
     index = torch.tensor([0, 0, 1, 1, 1, 2])
     ptr = torch.tensor([0, 2, 5, 6])
     return x, index, ptr
-
-
-def make_batch(sizes, channels, dtype=torch.float32, shuffle=False,
-               generator=None):
-    r"""Random elements for sets of the given sizes (zero allowed) and their
-    sorted batch vector (or a row-shuffled one)."""
-    sizes_t = torch.tensor(sizes, dtype=torch.long)
-    batch = torch.repeat_interleave(torch.arange(len(sizes)), sizes_t)
-    x = torch.randn(int(sizes_t.sum()), channels, dtype=dtype,
-                    generator=generator)
-    if shuffle and batch.numel() > 1:
-        perm = torch.randperm(batch.numel(), generator=generator)
-        x, batch = x[perm], batch[perm]
-    return x, batch
 
 
 @pytest.fixture(params=['host', 'device'])
@@ -62,9 +55,3 @@ def kernel_path(request, monkeypatch):
                 f'torch_geometric_deepsets.{name}')
             monkeypatch.setattr(module, 'host_path', lambda tensor: False)
     return request.param
-
-
-def ptr_of(batch, num_sets):
-    r"""The :obj:`ptr` of a sorted batch vector."""
-    counts = torch.bincount(batch, minlength=num_sets)
-    return torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])

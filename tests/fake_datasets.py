@@ -1,6 +1,6 @@
-r"""Tiny offline copies of PyG's point-cloud datasets, written in each
-dataset's own raw layout so that the real dataset classes process them and
-never call :meth:`download`.
+r"""Tiny offline copies of PyG's point-cloud datasets (and of MNIST), written
+in each dataset's own raw layout so that the real dataset classes process
+them and never call :meth:`download`.
 
 What each class checks before it would download (``raw_file_names``, read
 from the installed sources):
@@ -19,11 +19,14 @@ from the installed sources):
 Every class gets its own box shape (different aspect ratios), so a model can
 tell the classes apart from a few points.
 """
+import gzip
 import json
 import os
 import os.path as osp
+import struct
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
 MODELNET10 = [
@@ -171,3 +174,33 @@ def _box_surface(extents: torch.Tensor, num_points: int,
     normal = torch.zeros(num_points, 3)
     normal[rows, axis] = side.float() * 2 - 1
     return pos, normal
+
+
+def write_idx(path, array, compress=False):
+    r"""An array of bytes in the IDX format of the MNIST files."""
+    array = np.asarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + b''.join(
+        struct.pack('>I', s) for s in array.shape)
+    opener = gzip.open if compress else open
+    with opener(path, 'wb') as f:
+        f.write(header + array.tobytes())
+
+
+def fake_mnist(root, num_train=12, num_test=5, compress=False):
+    r"""Random 28x28 images and labels ``0, 1, ..., 9, 0, ...`` in
+    torchvision's ``root/MNIST/raw`` layout; returns them per split."""
+    raw = root / 'MNIST' / 'raw'
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    out = {}
+    suffix = '.gz' if compress else ''
+    for split, prefix, n in [('train', 'train', num_train),
+                             ('test', 't10k', num_test)]:
+        images = rng.integers(0, 256, (n, 28, 28))
+        labels = np.arange(n) % 10
+        write_idx(raw / f'{prefix}-images-idx3-ubyte{suffix}', images,
+                  compress)
+        write_idx(raw / f'{prefix}-labels-idx1-ubyte{suffix}', labels,
+                  compress)
+        out[split] = (images, labels)
+    return out

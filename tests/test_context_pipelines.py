@@ -4,7 +4,8 @@ through :func:`to_hetero`."""
 import torch
 from torch.nn import Linear, ReLU
 
-from torch_geometric.data import Batch, HeteroData
+from tests.helpers import molecule
+from torch_geometric.data import Batch
 from torch_geometric.nn import SAGEConv, Sequential, to_hetero
 from torch_geometric_deepsets import (
     DeepSetsConditional,
@@ -41,18 +42,6 @@ class HeteroConditionalReadout(torch.nn.Module):
     def forward(self, x, edge_index, context, batch):
         x = self.conv(x, edge_index).relu()
         return self.lin(self.readout(x, context, batch))
-
-
-def molecule(num_atoms, num_bonds, generator):
-    data = HeteroData()
-    data['atom'].x = torch.randn(num_atoms, 3, generator=generator)
-    data['bond'].x = torch.randn(num_bonds, 5, generator=generator)
-    src = torch.arange(num_atoms) % num_bonds
-    data['atom', 'in', 'bond'].edge_index = torch.stack(
-        [torch.arange(num_atoms), src])
-    data['bond', 'has', 'atom'].edge_index = torch.stack(
-        [src, torch.arange(num_atoms)])
-    return data
 
 
 def test_conditioned_readout_under_to_hetero():

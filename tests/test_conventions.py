@@ -2,6 +2,7 @@ r"""One library, one design: every public module class follows the same
 calling conventions, checked by walking them all (tests/public_modules.py
 names them; a new public class without a recipe fails)."""
 import inspect
+import io
 
 import pytest
 import torch
@@ -143,3 +144,32 @@ def test_the_other_family_name_is_a_clear_error(cls, case):
         with pytest.raises(TypeError, match="names the set ids 'batch', not "
                            "'index'.*pass batch=index"):
             model(*args[:-1], index=ids)
+
+
+@pytest.mark.parametrize('cls', sorted(public_module_classes(),
+                                       key=lambda cls: cls.__name__),
+                         ids=lambda cls: cls.__name__)
+def test_reset_parameters_and_state_dict_round_trip(cls):
+    assert cls in MATRIX, f'{cls.__name__} has no recipe in public_modules'
+    for case in MATRIX[cls].values():
+        # Built first: call() seeds the stream that initialisations draw on.
+        model, other = case.build().eval(), case.build().eval()
+        args, kwargs = set_inputs(case, [2, 3, 1])
+        with torch.no_grad():
+            for param in model.parameters():
+                param.fill_(0.5)
+        filled = call(model, args, kwargs)
+        # Every parameter is initialised again (norms to the identity).
+        model.reset_parameters()
+        assert all(not torch.all(param == 0.5)
+                   for param in model.parameters())
+        out = call(model, args, kwargs)
+        assert not torch.equal(out, filled)
+        # The weights travel through a file that torch.load reads with
+        # weights_only=True, into a model with other weights.
+        buffer = io.BytesIO()
+        torch.save(model.state_dict(), buffer)
+        buffer.seek(0)
+        assert not torch.equal(call(other, args, kwargs), out)
+        other.load_state_dict(torch.load(buffer, weights_only=True))
+        assert torch.equal(call(other, args, kwargs), out)

@@ -6,13 +6,11 @@ Both run on ``meta`` tensors: they have no values, are not on the CPU, and
 so take the device path unchanged, while a :class:`TorchDispatchMode` sees
 every aten operation that a GPU would launch.
 """
-import collections
-
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import torch_geometric.typing
+from tests.helpers import Count, NoSync
 from torch_geometric.index import ptr2index
 from torch_geometric.nn import MLP
 from torch_geometric.nn.aggr import DeepSetsAggregation
@@ -24,42 +22,6 @@ from torch_geometric_deepsets import (
     DeepSetsPointCloud,
     PermutationEquivariantLayer,
 )
-
-#: Operations that read a value back to the host or give an output whose
-#: shape depends on the data (which needs such a read).
-SYNCING = {
-    'aten._local_scalar_dense', 'aten.item', 'aten.is_nonzero', 'aten.equal',
-    'aten.nonzero', 'aten.nonzero_static', 'aten.bincount', 'aten.unique',
-    'aten._unique', 'aten._unique2', 'aten.unique_consecutive',
-    'aten.unique_dim', 'aten.masked_select', 'aten.histc',
-}
-
-
-class NoSync(TorchDispatchMode):
-    r"""Fails on any operation that would synchronise a GPU."""
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        name = str(func.overloadpacket)
-        if name in SYNCING:
-            raise AssertionError(f'{func} reads device values on the host')
-        if name == 'aten.repeat_interleave' and \
-                kwargs.get('output_size') is None:
-            raise AssertionError(f'{func} without output_size syncs')
-        if name == 'aten.index' and any(
-                t is not None and t.dtype == torch.bool for t in args[1]):
-            raise AssertionError(f'{func} with a boolean mask syncs')
-        return func(*args, **kwargs)
-
-
-class Count(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.ops = collections.Counter()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops[str(func.overloadpacket)] += 1
-        return func(*args, **(kwargs or {}))
-
 
 N, B, F = 50, 6, 3
 MODELS = {

@@ -6,20 +6,12 @@ import json
 import math
 
 import pytest
-import torch
 
 from tests.example_scripts import load as load_example
 
 pytest.importorskip('lightning')
 
 COMMON = ['--no-progress', '--threads', '1']
-
-
-@pytest.fixture(autouse=True)
-def _keep_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_deepsets_pp_depth_small(tmp_path):

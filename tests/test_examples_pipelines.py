@@ -14,15 +14,6 @@ from torch_geometric_deepsets import DeepSetsPointCloud, RandomAxisScale, ToSet
 
 pytest.importorskip('lightning')
 
-
-@pytest.fixture(autouse=True)
-def _keep_threads():
-    # The examples' --threads sets a process-wide torch setting.
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 # examples/gnn_readout.py #####################################################
 
 

@@ -3,10 +3,11 @@ import torch
 
 import torch_geometric.typing
 import torch_geometric_deepsets._kernels as kernels
-from tests.conftest import make_batch, ptr_of
+from tests.helpers import Count, make_batch, ptr_of
 from torch_geometric.index import ptr2index
 from torch_geometric.testing import withDevice, withPackage
 from torch_geometric.utils import scatter
+from torch_geometric_deepsets import pool
 from torch_geometric_deepsets._kernels import pool_affine, segment_pool
 
 REDUCE = ['sum', 'mean', 'max']
@@ -257,6 +258,37 @@ def test_sum_of_a_huge_set_stays_accurate():
         assert (mean - exact).abs().max() < 1e-4
 
 
+@pytest.mark.parametrize('backend', _backends())
+def test_long_sums_of_interleaved_sets_are_accurate(backend, monkeypatch):
+    # Several sets over LONG_SET rows (and a short one), their rows mixed in
+    # an unsorted batch vector: each set must get its own rows, summed as
+    # accurately as when the rows come sorted with ptr. Sets sit at
+    # different offsets, so a row counted in another set shows.
+    monkeypatch.setattr(torch_geometric.typing, 'WITH_TORCH_SCATTER',
+                        backend)
+    gen = torch.Generator().manual_seed(0)
+    sizes = [120_000, 3, 90_000, 150_000]
+    _, batch = make_batch(sizes, 1)
+    x = 1000 * (1 + batch.double().view(-1, 1)) + torch.rand(
+        batch.numel(), 2, generator=gen, dtype=torch.float64)
+    exact = scatter(x, batch, 0, len(sizes), 'sum')
+    ptr = ptr_of(batch, len(sizes))
+    perm = torch.randperm(batch.numel(), generator=gen)
+    assert not bool((batch[perm][1:] >= batch[perm][:-1]).all())
+    shuffled = pool(x[perm].float(), batch[perm], dim_size=len(sizes))
+    ordered = pool(x.float(), ptr=ptr)
+
+    def error(out):
+        return float(((out.double() - exact) / exact).abs().max())
+
+    # Float32 resolution, where one float32 pass is measurably off.
+    assert error(shuffled) < 1e-6 and error(ordered) < 1e-6
+    plain = torch.zeros(len(sizes), 2).index_add_(0, batch[perm],
+                                                 x[perm].float())
+    assert error(plain) > 1e-5
+    torch.testing.assert_close(shuffled, ordered, rtol=2e-6, atol=0)
+
+
 # Pooling in front of an affine layer ########################################
 
 
@@ -324,7 +356,6 @@ def test_ptr_on_the_cpu_takes_no_segment_kernel(reduce, affine):
     # index_add_/index_select on the CPU (65k x 128 rows): ptr input there
     # goes through set ids. Other devices keep the segment kernel (counted
     # on meta tensors in test_device_path.py).
-    from tests.test_device_path import Count
     x = torch.randn(40, 3, requires_grad=True)
     ptr = torch.tensor([0, 10, 10, 25, 40])
     weight, bias = torch.randn(2, 3), torch.randn(2)

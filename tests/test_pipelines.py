@@ -12,8 +12,9 @@ from tests.fake_datasets import (
     write_modelnet,
     write_shapenet,
 )
+from tests.helpers import molecule
 from torch_geometric import EdgeIndex
-from torch_geometric.data import Batch, HeteroData
+from torch_geometric.data import Batch
 from torch_geometric.datasets import GeometricShapes, ModelNet, ShapeNet
 from torch_geometric.explain import Explainer, GNNExplainer
 from torch_geometric.loader import DataLoader
@@ -84,18 +85,6 @@ class HeteroReadoutGNN(torch.nn.Module):
     def forward(self, x, edge_index, batch):
         x = self.conv(x, edge_index).relu()
         return self.lin(self.readout(x, batch))
-
-
-def molecule(num_atoms, num_bonds, generator):
-    data = HeteroData()
-    data['atom'].x = torch.randn(num_atoms, 3, generator=generator)
-    data['bond'].x = torch.randn(num_bonds, 5, generator=generator)
-    src = torch.arange(num_atoms) % num_bonds
-    data['atom', 'in', 'bond'].edge_index = torch.stack(
-        [torch.arange(num_atoms), src])
-    data['bond', 'has', 'atom'].edge_index = torch.stack(
-        [src, torch.arange(num_atoms)])
-    return data
 
 
 def test_readout_under_to_hetero():
@@ -264,16 +253,6 @@ def roots(tmp_path_factory):
     roots['shapes'] = str(base / 'GeometricShapes')
     write_geometric_shapes(roots['shapes'], per_split=2)
     return roots
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Batches of a few hundred points: on a busy CPU, splitting each op over
-    # threads costs more than it saves (measured ~5x slower with two).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import torch_geometric
-from tests.conftest import AGGRS, make_batch
+from tests.helpers import AGGRS, make_batch
 from tests.strategies import set_sizes
 from torch_geometric.nn import aggr as A
 from torch_geometric.nn.aggr import MultiAggregation, SumAggregation

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from tests.conftest import make_batch
+from tests.helpers import make_batch
 from torch_geometric_deepsets import DeepSetsInvariant
 from torch_geometric_deepsets.testing import (
     assert_permutation_equivariant,

@@ -5,9 +5,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.conftest import make_batch
+from tests.helpers import make_batch, molecule
 from tests.strategies import set_sizes
-from tests.test_pipelines import molecule
 from torch_geometric.data import Batch
 from torch_geometric.nn import SAGEConv, to_hetero
 from torch_geometric.utils import scatter

@@ -1,39 +1,9 @@
-import gzip
-import struct
-
-import numpy as np
 import pytest
 import torch
 
+from tests.fake_datasets import fake_mnist
 from torch_geometric_deepsets.datasets import load_digit_images
 from torch_geometric_deepsets.datasets.digits import SKLEARN_TEST_FRACTION
-
-
-def write_idx(path, array, compress=False):
-    array = np.asarray(array, dtype=np.uint8)
-    header = bytes([0, 0, 0x08, array.ndim]) + b''.join(
-        struct.pack('>I', s) for s in array.shape)
-    opener = gzip.open if compress else open
-    with opener(path, 'wb') as f:
-        f.write(header + array.tobytes())
-
-
-def fake_mnist(root, num_train=12, num_test=5, compress=False):
-    raw = root / 'MNIST' / 'raw'
-    raw.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    out = {}
-    suffix = '.gz' if compress else ''
-    for split, prefix, n in [('train', 'train', num_train),
-                             ('test', 't10k', num_test)]:
-        images = rng.integers(0, 256, (n, 28, 28))
-        labels = np.arange(n) % 10
-        write_idx(raw / f'{prefix}-images-idx3-ubyte{suffix}', images,
-                  compress)
-        write_idx(raw / f'{prefix}-labels-idx1-ubyte{suffix}', labels,
-                  compress)
-        out[split] = (images, labels)
-    return out
 
 
 def test_sklearn_digits_split():

@@ -7,9 +7,8 @@ import pytest
 import torch
 
 from tests.example_scripts import load
+from tests.fake_datasets import fake_mnist
 from torch_geometric_deepsets.datasets import PopulationStatistics
-
-from ..datasets.test_digits import fake_mnist
 
 pytest.importorskip('lightning')
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from tests.conftest import AGGRS
 from tests.hardening.models import KINDS, build, run
+from tests.helpers import AGGRS
 
 
 @pytest.mark.parametrize('kind', KINDS)

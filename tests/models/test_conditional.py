@@ -1,14 +1,16 @@
-import io
 
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.conftest import AGGRS, make_batch
+from tests.helpers import AGGRS, make_batch
 from tests.strategies import set_sizes
 from torch_geometric.utils import scatter
-from torch_geometric_deepsets import DeepSetsConditional
+from torch_geometric_deepsets import (
+    DeepSetsConditional,
+    DeepSetsConditionalEquivariant,
+)
 from torch_geometric_deepsets.testing import assert_permutation_invariant
 
 FUSIONS = ['concat', 'film', 'add']
@@ -137,7 +139,7 @@ def test_one_layer_phi_still_sees_the_context(fusion):
     assert not torch.allclose(out, model(x, 2 * z + 1, batch), atol=1e-3)
 
 
-def test_repr_reset_and_state_dict():
+def test_repr():
     model = DeepSetsConditional([3, 8], [8, 2], context_channels=4,
                                 fusion='film')
     assert str(model) == (
@@ -149,20 +151,26 @@ def test_repr_reset_and_state_dict():
         "DeepSetsConditional(phi_first=MLP(3, 8), phi=SplitMLP(8, 4), "
         "rho=MLP(4, 2), context_channels=4, fusion='film', "
         "context_in_rho=False, aggr=SumAggregation())")
-    with torch.no_grad():
-        for p in model.parameters():
-            p.fill_(1.0)
-    model.reset_parameters()
-    assert all(not torch.all(p == 1.0) for p in model.parameters())
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    buffer.seek(0)
-    other = DeepSetsConditional([3, 8], [8, 2], context_channels=4,
-                                fusion='film')
-    other.load_state_dict(torch.load(buffer, weights_only=True))
-    x, batch = make_batch([2, 3], 3)
-    z = torch.randn(2, 4)
-    assert torch.equal(model(x, z, batch), other(x, z, batch))
+
+
+@pytest.mark.parametrize('build', [
+    lambda: DeepSetsConditional([3, 8], [8, 2], 2, fusion='add'),
+    lambda: DeepSetsConditional([3, 8], [8, 2], 2, fusion='film'),
+    lambda: DeepSetsConditional(torch.nn.Linear(3, 8), [8, 2], 2,
+                                fusion='add'),
+    lambda: DeepSetsConditionalEquivariant([3, 2], 2, fusion='add'),
+    lambda: DeepSetsConditionalEquivariant([3, 2], 2, fusion='film'),
+], ids=['add', 'film', 'add_module', 'equivariant_add', 'equivariant_film'])
+def test_one_feature_does_not_broadcast_against_the_context(build):
+    # A one-layer phi takes the context projection (add) or modulation
+    # (FiLM) at its input, 3 features wide: a 1-feature x would broadcast
+    # against it, and the model would run on the wrong data.
+    model = build()
+    x, batch = make_batch([2, 3], 1)
+    for grouping in (dict(batch=batch), dict(ptr=torch.tensor([0, 2, 5]))):
+        with pytest.raises(ValueError, match="'x' has 1 features per "
+                           "element but the model expects 3"):
+            model(x, torch.randn(2, 2), **grouping)
 
 
 def test_bad_input():

@@ -1,4 +1,3 @@
-import io
 import itertools
 import math
 import re
@@ -8,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import AGGRS, make_batch
+from tests.helpers import AGGRS, NoSync, make_batch
 from tests.strategies import set_sizes
 from torch_geometric.nn import SAGEConv
 from torch_geometric_deepsets import (
@@ -176,6 +175,25 @@ def test_tuple_budget():
         JanossyPooling([2, 4], [4, 1], max_tuples=2**40)
 
 
+@pytest.mark.parametrize('layout', ['index', 'ptr'])
+def test_tuple_budget_of_one_set_alone(layout):
+    # One set of 11 elements has 11 * 10 = 110 pairs: exactly at the
+    # budget it runs (and sees all its pairs), one tuple over it raises. A
+    # count capped at the budget instead of one above it would let 110
+    # pass as 109.
+    x, index = torch.randn(11, 2), torch.zeros(11, dtype=torch.long)
+    grouping = dict(index=index) if layout == 'index' else dict(
+        ptr=torch.tensor([0, 11]))
+    at = JanossyPooling([2, 4], [4, 1], k=2, max_tuples=110)
+    assert torch.allclose(at(x, **grouping), reference(at, x, index, 1),
+                          atol=1e-6)
+    over = JanossyPooling([2, 4], [4, 1], k=2, max_tuples=109)
+    with pytest.raises(ValueError, match=re.escape(
+            "needs 110 tuples for this batch (the largest set has 11 "
+            "elements and 110 tuples), above 'max_tuples'=109")):
+        over(x, **grouping)
+
+
 def test_as_aggr_of_sage_conv():
     aggr = JanossyPooling([4, 8], [8, 4], k=2)
     conv = SAGEConv(4, 6, aggr=aggr)
@@ -232,22 +250,10 @@ def test_leading_dimensions():
     assert torch.allclose(heads, out.transpose(0, 1), atol=1e-6)
 
 
-def test_repr_reset_and_state_dict():
+def test_repr():
     model = JanossyPooling([3, 8], [8, 2], k=2)
     assert str(model) == ('JanossyPooling(phi=SplitMLP(6, 8), rho=MLP(8, 2), '
                           'k=2, aggr=MeanAggregation())')
-    with torch.no_grad():
-        for p in model.parameters():
-            p.fill_(1.0)
-    model.reset_parameters()
-    assert all(not torch.all(p == 1.0) for p in model.parameters())
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    buffer.seek(0)
-    other = JanossyPooling([3, 8], [8, 2], k=2)
-    other.load_state_dict(torch.load(buffer, weights_only=True))
-    x, batch = make_batch([2, 3], 3)
-    assert torch.equal(model(x, batch), other(x, batch))
 
 
 def test_bad_input():
@@ -374,10 +380,11 @@ def test_pisgd_invariance_in_distribution(sizes, k, seed):
     model = JanossyPiSGD(phi, torch.nn.Identity(), k=k,
                          num_eval_samples=4000).eval()
     x, batch = make_batch(sizes, 2, generator=gen)
-    # Sets of up to 6 elements: the estimate moves by a few 1e-3 between
-    # draws, far less than a model that reads the given order would.
+    # Sets of up to 6 elements: the estimate moves by ~0.01 between draws
+    # (measured for sets of 6, 1, 6 over 700 seeds: median 0.009, largest
+    # 0.035), far less than one sampled order does (median 0.56).
     assert_permutation_invariant(model, x, batch, dim_size=len(sizes),
-                                 generator=gen, atol=0.03, rtol=0.0)
+                                 generator=gen, atol=0.05, rtol=0.0)
     small = torch.tensor(sizes)[batch] <= 1
     if small.any():  # sets of 0 or 1 element are deterministic
         out = model(x, batch, dim_size=len(sizes))
@@ -453,28 +460,23 @@ def test_pisgd_torch_compile():
             assert torch.allclose(out, expected, atol=1e-6)
 
 
-def test_pisgd_repr_reset_and_state_dict():
+def test_pisgd_repr():
     model = JanossyPiSGD(torch.nn.GRU(3, 8), [8, 2])
     assert str(model) == ('JanossyPiSGD(phi=GRU(3, 8), rho=MLP(8, 2), '
                           'k=None, num_samples=1, num_eval_samples=20)')
     assert str(JanossyPiSGD([3, 8], [8, 2], k=2, num_samples=2)) == (
         'JanossyPiSGD(phi=SplitMLP(6, 8), rho=MLP(8, 2), k=2, '
         'num_samples=2, num_eval_samples=20)')
+
+
+def test_pisgd_reset_reaches_a_recurrent_phi():
+    # The public-class walk (test_conventions.py) builds an MLP phi.
+    model = JanossyPiSGD(torch.nn.GRU(3, 8), [8, 2])
     with torch.no_grad():
         for p in model.parameters():
             p.fill_(1.0)
     model.reset_parameters()
-    assert all(not torch.all(p == 1.0) for p in model.parameters())
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    buffer.seek(0)
-    other = JanossyPiSGD(torch.nn.GRU(3, 8), [8, 2])
-    other.load_state_dict(torch.load(buffer, weights_only=True))
-    x, batch = make_batch([2, 3], 3)
-    torch.manual_seed(0)
-    out = model(x, batch)
-    torch.manual_seed(0)
-    assert torch.equal(out, other(x, batch))
+    assert all(not torch.all(p == 1.0) for p in model.phi.parameters())
 
 
 def test_pisgd_bad_input():
@@ -504,7 +506,6 @@ def test_pisgd_bad_input():
 def test_pisgd_k_device_path_reads_no_value():
     # The k-tuple variant has no data-dependent shape: nothing is read back
     # on the device path (meta tensors take it), forward and backward.
-    from tests.test_device_path import NoSync
     model = JanossyPiSGD([3, 8], [8, 2], k=2).to('meta')
     x = torch.randn(50, 3, device='meta', requires_grad=True)
     index = torch.empty(50, dtype=torch.long, device='meta')

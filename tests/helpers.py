@@ -1,0 +1,83 @@
+r"""What several test modules share: random batches of sets, a small
+heterogeneous graph, and dispatch modes that watch the aten operations a
+forward runs. Test modules import from here (and the other support modules),
+never from each other: tests/test_layout.py checks that."""
+import collections
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from torch_geometric.data import HeteroData
+
+AGGRS = ['sum', 'mean', 'max']
+
+
+def make_batch(sizes, channels, dtype=torch.float32, shuffle=False,
+               generator=None):
+    r"""Random elements for sets of the given sizes (zero allowed) and their
+    sorted batch vector (or a row-shuffled one)."""
+    sizes_t = torch.tensor(sizes, dtype=torch.long)
+    batch = torch.repeat_interleave(torch.arange(len(sizes)), sizes_t)
+    x = torch.randn(int(sizes_t.sum()), channels, dtype=dtype,
+                    generator=generator)
+    if shuffle and batch.numel() > 1:
+        perm = torch.randperm(batch.numel(), generator=generator)
+        x, batch = x[perm], batch[perm]
+    return x, batch
+
+
+def ptr_of(batch, num_sets):
+    r"""The :obj:`ptr` of a sorted batch vector."""
+    counts = torch.bincount(batch, minlength=num_sets)
+    return torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
+
+
+def molecule(num_atoms, num_bonds, generator):
+    r"""A heterogeneous graph of atoms (3 features) and bonds (5 features),
+    every atom in one bond."""
+    data = HeteroData()
+    data['atom'].x = torch.randn(num_atoms, 3, generator=generator)
+    data['bond'].x = torch.randn(num_bonds, 5, generator=generator)
+    src = torch.arange(num_atoms) % num_bonds
+    data['atom', 'in', 'bond'].edge_index = torch.stack(
+        [torch.arange(num_atoms), src])
+    data['bond', 'has', 'atom'].edge_index = torch.stack(
+        [src, torch.arange(num_atoms)])
+    return data
+
+
+#: Operations that read a value back to the host or give an output whose
+#: shape depends on the data (which needs such a read).
+SYNCING = {
+    'aten._local_scalar_dense', 'aten.item', 'aten.is_nonzero', 'aten.equal',
+    'aten.nonzero', 'aten.nonzero_static', 'aten.bincount', 'aten.unique',
+    'aten._unique', 'aten._unique2', 'aten.unique_consecutive',
+    'aten.unique_dim', 'aten.masked_select', 'aten.histc',
+}
+
+
+class NoSync(TorchDispatchMode):
+    r"""Fails on any operation that would synchronise a GPU."""
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = str(func.overloadpacket)
+        if name in SYNCING:
+            raise AssertionError(f'{func} reads device values on the host')
+        if name == 'aten.repeat_interleave' and \
+                kwargs.get('output_size') is None:
+            raise AssertionError(f'{func} without output_size syncs')
+        if name == 'aten.index' and any(
+                t is not None and t.dtype == torch.bool for t in args[1]):
+            raise AssertionError(f'{func} with a boolean mask syncs')
+        return func(*args, **kwargs)
+
+
+class Count(TorchDispatchMode):
+    r"""Counts the aten operations run, by name."""
+    def __init__(self):
+        super().__init__()
+        self.ops = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops[str(func.overloadpacket)] += 1
+        return func(*args, **(kwargs or {}))
