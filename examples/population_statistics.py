@@ -121,7 +121,7 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
             out=osp.join(args.out, f'n{n}'))
         set_task.fit(trainer, task,
                      set_task.data_module(args, parser, train, test), args)
-        models[f'n{n}'] = model = task.model
+        models[f"n{n}"] = task.model
         hparams[f'n{n}'] = dict(task.hparams)
         if trainer.is_global_zero:
             pred, _ = set_task.predict(task, test)

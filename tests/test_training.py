@@ -494,7 +494,7 @@ def test_epoch_mean_after_resuming_at_an_epoch_end(tmp_path):
     assert resumed == straight
 
 
-# Loading a trained model back #################################################
+# Loading a trained model back ##############################################
 
 
 def build_sum_model(hidden):

@@ -18,7 +18,7 @@ LOSSES: Dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     'cross_entropy': F.cross_entropy,
 }
 SCHEDULES = (None, 'one_cycle', 'multistep')
-#: The key of the task's class in a checkpoint (see :meth:`load_from_checkpoint`).
+#: The key of the task's class in a checkpoint (load_from_checkpoint).
 TASK_CLASS = 'set_task_class'
 
 
