@@ -182,6 +182,7 @@ def plot_learning_curve(history: List[Dict[str, Any]], path: str) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
     parser = argparse.ArgumentParser(
+        prog=osp.basename(__file__),  # also when imported and run by a test
         description='Deep Sets point-cloud classifier on ModelNet')
     set_task.add_arguments(parser, 'modelnet', max_epochs=1000,
                            batch_size=64, lr=1e-3)

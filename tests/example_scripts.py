@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 from types import ModuleType
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 EXAMPLES = osp.join(ROOT, 'examples')
@@ -56,3 +56,19 @@ def run(script: str, args: List[str], timeout: float = 240,
     finally:
         stop(proc)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out)
+
+
+def assert_reloads(path: str, model: Any) -> Any:
+    r"""The checkpoint at :obj:`path` loads with :obj:`weights_only=True`,
+    and ``SetTask.load_from_checkpoint(path)`` alone rebuilds
+    :obj:`model`: same class, same parameters and buffers. Returns the
+    loaded task."""
+    import torch
+    torch.load(path, map_location='cpu', weights_only=True)
+    task = load('set_task').SetTask.load_from_checkpoint(
+        path, map_location='cpu')
+    assert type(task.model) is type(model)
+    a, b = model.state_dict(), task.model.state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k].cpu(), b[k]) for k in a)
+    return task

@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from tests.example_scripts import assert_reloads
 from tests.example_scripts import load as load_example
 
 pytest.importorskip('lightning')
@@ -32,6 +33,11 @@ def test_deepsets_pp_depth_small(tmp_path):
     assert (tmp_path / 'runs' / 'loss_curves.png').is_file()
     saved = json.loads((tmp_path / 'runs' / 'results.json').read_text())
     assert saved['rows'] == results['rows']
+    assert saved['hparams']['deepsets++_4']['model_kwargs'] == {
+        'kind': 'deepsets++', 'depth': 4, 'hidden': 8}
+    for name in ('plain_3', 'deepsets++_4'):
+        assert_reloads(tmp_path / 'runs' / name / 'checkpoints' /
+                       'last.ckpt', outcome.models[name])
 
 
 def test_deepsets_pp_trains_at_depth_50_where_the_plain_stack_does_not(
@@ -52,13 +58,16 @@ def test_deepsets_pp_trains_at_depth_50_where_the_plain_stack_does_not(
 
 def test_fspool_order_statistics_small(tmp_path):
     script = load_example('fspool_order_statistics')
-    results = script.main([
+    outcome = script.main([
         '--statistics', 'median', '--poolings', 'mean', 'fspool',
         '--max-steps', '10', '--num-train', '64', '--num-test', '32',
         '--hidden', '8', '--pieces', '4', '--batch-size', '16',
         '--out', str(tmp_path / 'runs'), '--data-root', str(tmp_path / 'data'),
         *COMMON
-    ]).results
+    ])
+    results = outcome.results
+    assert_reloads(tmp_path / 'runs' / 'median_fspool' / 'checkpoints' /
+                   'last.ckpt', outcome.models['median_fspool'])
     mean, fspool = results['rows']
     assert (mean['pooling'], fspool['pooling']) == ('mean', 'fspool')
     assert fspool['parameters'] - mean['parameters'] == 8 * 5  # the knots
@@ -68,12 +77,16 @@ def test_fspool_order_statistics_small(tmp_path):
 
 def test_janossy_pairwise_small(tmp_path):
     script = load_example('janossy_pairwise')
-    results = script.main([
+    outcome = script.main([
         '--models', 'k1', 'k2', 'pisgd', '--max-steps', '10', '--num-train',
         '64', '--num-test', '32', '--hidden', '8', '--batch-size', '16',
         '--out', str(tmp_path / 'runs'), '--data-root', str(tmp_path / 'data'),
         *COMMON
-    ]).results
+    ])
+    results = outcome.results
+    for name in ('k1', 'pisgd'):  # widths found by the builder, rebuilt
+        assert_reloads(tmp_path / 'runs' / name / 'checkpoints' /
+                       'last.ckpt', outcome.models[name])
     params = {r['model']: r['parameters'] for r in results['rows']}
     # Equal budgets: every model has at least the pairs model's parameters,
     # and not many more.

@@ -153,8 +153,11 @@ class SetTask(L.LightningModule):
             builder = model if isinstance(model, str) else import_path(model)
             model_kwargs = dict(model_kwargs or {})
             model = locate(builder)(**model_kwargs)
+        # Milestones as a list: the checkpoint, hparams.yaml and a run's
+        # JSON then all hold the same value.
         self.save_hyperparameters(dict(self.hparams, model=builder,
-                                       model_kwargs=model_kwargs))
+                                       model_kwargs=model_kwargs,
+                                       milestones=list(milestones)))
         self.model = model
         self.train_loss_mean = MeanMetric()
         self._resumed_loss: Optional[Dict[str, Any]] = None

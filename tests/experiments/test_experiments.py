@@ -1,12 +1,11 @@
 r"""The paper's experiments, ``examples/{digit_sum_text, digit_sum_images,
 population_statistics, set_anomaly}.py``, end to end on tiny data."""
 import json
-import os
 
 import pytest
 import torch
 
-from tests.example_scripts import load
+from tests.example_scripts import assert_reloads, load
 from tests.fake_datasets import fake_mnist
 from torch_geometric_deepsets.datasets import PopulationStatistics
 
@@ -60,7 +59,13 @@ def test_digit_sum_text(tmp_path, capsys):
             if line.startswith('epoch ')] == [
                 'epoch 0 step 15', 'epoch 1 step 30', 'epoch 2 step 45',
                 'epoch 3 step 60']
-    assert os.path.isfile(tmp_path / 'run' / 'checkpoints' / 'last.ckpt')
+    # The run records the model's widths, and its checkpoint rebuilds it.
+    hparams = json.loads((tmp_path / 'run' / 'results.json').read_text())[
+        'hparams']
+    assert hparams['model'] == 'digit_sum_text:build_model'
+    assert hparams['model_kwargs'] == {'embedding_dim': 100, 'hidden': 30}
+    assert_reloads(tmp_path / 'run' / 'checkpoints' / 'last.ckpt',
+                   outcome.models['model'])
 
 
 def test_digit_sum_text_trained_model_counts_exactly(tmp_path):
@@ -111,6 +116,9 @@ def test_digit_sum_images_from_local_mnist(tmp_path):
                   '8')
     assert outcome.models['model'].phi[0].in_channels == 784
     assert outcome.results['steps'] == 10
+    assert outcome.results['hparams']['model_kwargs']['hidden'] == 8
+    assert_reloads(tmp_path / 'run' / 'checkpoints' / 'last.ckpt',
+                   outcome.models['model'])
 
 
 def test_set_anomaly(tmp_path):
@@ -125,6 +133,11 @@ def test_set_anomaly(tmp_path):
     assert outcome.results['accuracy'] > 0.2
     # The final evaluation of the script agrees with Lightning's last one.
     assert outcome.results['accuracy'] == pytest.approx(evals[-1]['accuracy'])
+    # The script's own task class comes back from the checkpoint.
+    task = assert_reloads(tmp_path / 'run' / 'checkpoints' / 'last.ckpt',
+                          outcome.models['model'])
+    assert type(task).__name__ == 'AnomalyTask' and task.noise == 0.1
+    assert task.hparams.task == 'classification'
 
 
 def test_set_log_softmax_normalises_within_sets():
@@ -146,8 +159,10 @@ def test_population_statistics(tmp_path):
     assert [r['num_train_sets'] for r in rows] == [8, 16]
     assert sorted(outcome.models) == ['n16', 'n8']
     for n in (8, 16):
-        assert os.path.isfile(tmp_path / 'run' / f'n{n}' / 'checkpoints' /
-                              'last.ckpt')
+        task = assert_reloads(tmp_path / 'run' / f'n{n}' / 'checkpoints' /
+                              'last.ckpt', outcome.models[f'n{n}'])
+        assert task.hparams.target_mean == \
+            outcome.results['hparams'][f'n{n}']['target_mean']
     # Far better than predicting the mean.
     variance = outcome.results['test_target_variance']
     assert max(r['test_mse'] for r in rows) < 0.5 * variance
