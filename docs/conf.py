@@ -1,8 +1,8 @@
 r"""Sphinx configuration.
 
 `make docs` builds the HTML with warnings as errors; tests/test_docs.py runs
-that build and the doctest builder, which executes every snippet of the
-pages. Nothing here touches the network: there is no intersphinx (its
+that build and then runs the visible code of every page as a reader pastes
+it. Nothing here touches the network: there is no intersphinx (its
 inventories would have to be downloaded); references to PyG and PyTorch
 objects become plain links to their documentation instead (see
 :func:`external_link`).
@@ -65,16 +65,11 @@ napoleon_use_rtype = False
 
 myst_heading_anchors = 3
 
-# The doctests run on 2 busy CPU cores in the test suite: one thread (the
-# snippets use tiny tensors, where threads only cost) and a fixed seed.
-# Exception messages are compared (with ELLIPSIS for the variable parts).
-# DOCS_DIR: snippets that run files shipped with the pages find them there.
-doctest_global_setup = f'''
-import torch
-torch.set_num_threads(1)
-torch.manual_seed(0)
-DOCS_DIR = {os.path.dirname(os.path.abspath(__file__))!r}
-'''
+# sphinx.ext.doctest gives the pages their testcode/testoutput/doctest
+# blocks; tests/test_docs.py runs them as a reader pastes them (visible code
+# only, in a fresh interpreter), with these flags (tests/paste_runner.py):
+# exception messages are compared, with ELLIPSIS for the variable parts. No
+# global setup: every page imports and builds what it uses.
 doctest_default_flags = (doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
                          | doctest.DONT_ACCEPT_TRUE_FOR_1)
 
