@@ -168,23 +168,25 @@ def _unrank_permutations(code: Tensor, n: Tensor, k: int) -> Tensor:
     numbered :obj:`code` (:math:`< n!/(n - \min(n, k))!`); empty slots
     :math:`j \geq n` get position :math:`j`."""
     # Digit j counts the choices left for slot j: n - j, or 1 (slot empty).
+    # What is left after slots k-1..1 is below slot 0's base: its digit.
     digits: List[Tensor] = []
-    for j in reversed(range(k)):
+    for j in reversed(range(1, k)):
         base = torch.where(n > j, n - j, 1)
-        digits.append(code % base)
-        code = code // base
+        quotient = code // base
+        digits.append(code - quotient * base)
+        code = quotient
+    digits.append(code)
     digits.reverse()
 
-    chosen: List[Tensor] = []
-    for j, digit in enumerate(digits):
-        # The digit-th position not taken by an earlier slot: step over the
-        # taken positions in increasing order.
-        position = digit
-        if j > 0:
-            for taken in torch.sort(torch.stack(chosen, 1), 1)[0].unbind(1):
-                position = position + (position >= taken).long()
-        chosen.append(position)
-    return torch.stack(chosen, 1)
+    # Digit j is the rank of slot j's position among those that slots
+    # 0..j-1 left free. Decoded from the last slot back (the classic
+    # Lehmer decode): a slot's position shifts the later slots at or above
+    # it up by one. O(k^2) elementwise steps, no sort.
+    positions = list(digits)
+    for j in reversed(range(k - 1)):
+        for i in range(j + 1, k):
+            positions[i] = positions[i] + (positions[i] >= positions[j])
+    return torch.stack(positions, 1)
 
 
 def _unrank_combinations(code: Tensor, k: int, num_rows: int,
@@ -275,9 +277,9 @@ def gather_tuples(x: Tensor, index: Tensor, slots: Tensor, dim: int,
     num_rows = x.size(-2)
     if tuples == 'combinations':
         x = sort_within_sets(x, index)
-    else:  # row numbers count rows sorted by set: map them to rows of x
-        order = torch.argsort(index, stable=True)
-        slots = torch.cat([order, order.new_full((1, ), num_rows)])[slots]
+    else:  # row numbers count rows sorted by set: sort the N rows, not
+        # the T k slots
+        x = x.index_select(-2, torch.argsort(index, stable=True))
     x = torch.cat([x, x.new_zeros(x.shape[:-2] + (1, x.size(-1)))], dim=-2)
     out = x.index_select(-2, slots.view(-1))
     # Unflatten, not view(..., T, kF): inductor (torch 2.13) compiles that
