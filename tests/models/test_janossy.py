@@ -209,21 +209,28 @@ def test_tuple_budget():
 
 
 @pytest.mark.parametrize('layout', ['index', 'ptr'])
-def test_tuple_budget_of_one_set_alone(layout):
-    # One set of 11 elements has 11 * 10 = 110 pairs: exactly at the
-    # budget it runs (and sees all its pairs), one tuple over it raises. A
-    # count capped at the budget instead of one above it would let 110
-    # pass as 109.
+@pytest.mark.parametrize('tuples,count', [('permutations', 110),
+                                          ('combinations', 55)])
+def test_tuple_budget_of_one_set_alone(layout, tuples, count):
+    # One set of 11 elements has 11 * 10 = 110 pairs, or C(11, 2) = 55
+    # subsets: exactly at the budget it runs (and sees all its tuples), one
+    # tuple over it raises. A count capped at the budget instead of one
+    # above it would let 110 pass as 109.
     x, index = torch.randn(11, 2), torch.zeros(11, dtype=torch.long)
     grouping = dict(index=index) if layout == 'index' else dict(
         ptr=torch.tensor([0, 11]))
-    at = JanossyPooling([2, 4], [4, 1], k=2, max_tuples=110)
-    assert torch.allclose(at(x, **grouping), reference(at, x, index, 1),
-                          atol=1e-6)
-    over = JanossyPooling([2, 4], [4, 1], k=2, max_tuples=109)
+    at = JanossyPooling([2, 4], [4, 1], k=2, max_tuples=count,
+                        tuples=tuples)
+    expected = reference(at, x, index, 1) if tuples == 'permutations' else \
+        at.rho(at.phi(torch.stack(subsets_by_hand(x, 2))).mean(0, True))
+    assert torch.allclose(at(x, **grouping), expected, atol=1e-6)
+    over = JanossyPooling([2, 4], [4, 1], k=2, max_tuples=count - 1,
+                          tuples=tuples)
+    option = '' if tuples == 'permutations' else " and tuples='combinations'"
     with pytest.raises(ValueError, match=re.escape(
-            "needs 110 tuples for this batch (the largest set has 11 "
-            "elements and 110 tuples), above 'max_tuples'=109")):
+            f"k=2{option} needs {count} tuples for this batch (the largest "
+            f"set has 11 elements and {count} tuples), above "
+            f"'max_tuples'={count - 1}")):
         over(x, **grouping)
 
 
