@@ -135,6 +135,30 @@ def test_matches_reference(k, aggr):
                                                         dtype=x.dtype))[0])
 
 
+@pytest.mark.parametrize('tuples', ['permutations', 'combinations'])
+@pytest.mark.parametrize('channels', [1, 3, 16, 40])
+def test_narrow_and_wide_rows(tuples, channels):
+    # Rows of fewer than 16 features are gathered value by value, wider
+    # ones row by row: both give every tuple's features and gradients.
+    torch.manual_seed(channels)
+    model = JanossyPooling(torch.nn.Linear(3 * channels, 4),
+                           torch.nn.Identity(), k=3, tuples=tuples,
+                           aggr='sum').double()
+    x, batch = make_batch([4, 0, 2, 3], channels, dtype=torch.float64,
+                          shuffle=True)
+    x.requires_grad_()
+    by_hand = tuples_by_hand if tuples == 'permutations' else subsets_by_hand
+    expected = torch.stack([
+        model.phi(torch.stack(by_hand(x[batch == s], 3))).sum(0)
+        if (batch == s).any() else torch.zeros(4, dtype=x.dtype)
+        for s in range(4)])
+    out = model(x, batch, dim_size=4)
+    assert torch.allclose(out, expected, atol=1e-12)
+    grad, = torch.autograd.grad(out.square().sum(), x)
+    expected_grad, = torch.autograd.grad(expected.square().sum(), x)
+    assert torch.allclose(grad, expected_grad, atol=1e-12)
+
+
 @pytest.mark.parametrize('aggr', AGGRS)
 def test_k1_is_deep_sets(aggr):
     model = JanossyPooling([3, 8, 8], [8, 2], k=1, aggr=aggr)
@@ -363,7 +387,7 @@ def subsets_by_hand(xs, k):
     n = xs.size(0)
     if n == 0:
         return []
-    rows = [torch.tensor(r, dtype=xs.dtype) for r in sorted(xs.tolist())]
+    rows = [xs[i] for i in sorted(range(n), key=lambda i: xs[i].tolist())]
     pad = [torch.zeros_like(xs[0])] * max(k - n, 0)
     return [torch.cat([rows[i] for i in c] + pad)
             for c in itertools.combinations(range(n), min(n, k))]
