@@ -274,8 +274,9 @@ def gather_tuples(x: Tensor, index: Tensor, slots: Tensor, dim: int,
     One :meth:`~torch.Tensor.index_select` of all :math:`Tk` slots, read
     as :math:`T` rows of :math:`kF` features: an empty slot selects a zero
     row appended to :obj:`x`, so there is no mask and no concatenation of
-    slot features (the slot-by-slot gather with masks took about 45% of a
-    :math:`k = 3` step)."""
+    slot features (a slot-by-slot gather with masks was the largest part
+    of a :math:`k = 3` step; ``benchmarks/bench.py --sections janossy``
+    measures the share left)."""
     x = x.movedim(dim, -2)
     if tuples == 'combinations':
         x = sort_within_sets(x, index)
@@ -387,7 +388,8 @@ class JanossyPooling(SetAggregation):
             tuples of a set; :obj:`"mean"` is the paper's average,
             :obj:`"sum"` weights larger sets more. (default: :obj:`"mean"`)
         max_tuples (int, optional): The largest number of tuples (or
-            subsets) one call may build, at most :math:`2^{31}`. (default: :obj:`1_000_000`)
+            subsets) one call may build, at most :math:`2^{31}`.
+            (default: :obj:`1_000_000`)
         act (str or torch.nn.Module, optional): Activation of channel-list
             MLPs. (default: :obj:`"relu"`)
         dropout (float, optional): Dropout of channel-list MLPs.
