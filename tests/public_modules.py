@@ -66,6 +66,10 @@ MATRIX = {
     },
     T.JanossyPooling: {
         'default': Case(lambda: T.JanossyPooling([F, 8], [8, 2], k=2)),
+        # Its own enumeration (the combinatorial number system) and the
+        # canonical sort of every set's rows.
+        'combinations': Case(lambda: T.JanossyPooling(
+            [F, 8, 8], [8, 2], k=3, tuples='combinations')),
     },
     T.JanossyPiSGD: {
         'k': Case(lambda: T.JanossyPiSGD([F, 8], [8, 2], k=2), random=True),

@@ -15,8 +15,15 @@ from torch_geometric_deepsets import (
     JanossyPiSGD,
     JanossyPooling,
 )
-from torch_geometric_deepsets.models.janossy import enumerate_tuples
-from torch_geometric_deepsets.testing import assert_permutation_invariant
+from torch_geometric_deepsets.models.janossy import (
+    enumerate_tuples,
+    gather_tuples,
+    num_tuples,
+)
+from torch_geometric_deepsets.testing import (
+    assert_permutation_invariant,
+    permutation_error,
+)
 
 
 class AbsDiff(torch.nn.Module):
@@ -67,24 +74,50 @@ def test_hand_computed_pairs(toy):
     assert torch.equal(summed(x, index), torch.tensor([[4.0], [12.0], [5.0]]))
 
 
+def tuple_rows(index, k, tuples):
+    r"""The rows (1-based, 0 for an empty slot) that the tuples of every set
+    hold: the features of row i are i + 1, so the lexicographic order is
+    the order of the rows."""
+    x = torch.arange(1, index.numel() + 1, dtype=torch.float).view(-1, 1)
+    num_sets = int(index.max()) + 2  # and a trailing empty set
+    tuple_set, count, slots = enumerate_tuples(index, num_sets, k,
+                                               tuples=tuples)
+    assert slots.shape == (int(count.sum()), k)
+    rows = gather_tuples(x, index, slots, 0, tuples).long()
+    assert count[-1] == 0
+    return {s: sorted(map(tuple, rows[tuple_set == s].tolist()))
+            for s in range(num_sets - 1)}
+
+
 def test_enumerated_tuples():
     index = torch.tensor([2, 0, 2, 1, 2, 0, 2])  # sizes 2, 1, 4; unsorted
-    tuple_set, count, rows, valid = enumerate_tuples(index, 4, k=3)
-    assert count.tolist() == [2, 1, 24, 0]
-    assert tuple_set.tolist() == [0] * 2 + [1] + [2] * 24
-    rows = torch.stack(rows, 1)
-    valid = torch.stack(valid, 1)
+    rows = tuple_rows(index, 3, 'permutations')
     # Set 2 (rows 0, 2, 4, 6): all 24 ordered triples of distinct rows.
-    triples = {tuple(r) for r in rows[tuple_set == 2].tolist()}
-    assert triples == set(itertools.permutations([0, 2, 4, 6], 3))
+    assert rows[2] == sorted(itertools.permutations([1, 3, 5, 7], 3))
     # Set 0 (rows 1, 5): both orders, third slot empty; set 1: one row.
-    assert sorted(map(tuple, rows[tuple_set == 0, :2].tolist())) == [
-        (1, 5), (5, 1)]
-    assert valid[tuple_set == 0].tolist() == [[True, True, False]] * 2
-    assert rows[tuple_set == 1, 0].tolist() == [3]
-    assert valid[tuple_set == 1].tolist() == [[True, False, False]]
-    assert all(index[r].eq(s).all() for r, s in zip(
-        rows[valid].split(1), tuple_set.repeat_interleave(valid.sum(1))))
+    assert rows[0] == [(2, 6, 0), (6, 2, 0)]
+    assert rows[1] == [(4, 0, 0)]
+
+
+def test_enumerated_combinations():
+    index = torch.tensor([2, 0, 2, 1, 2, 0, 2])
+    rows = tuple_rows(index, 3, 'combinations')
+    # Every subset once, in order; a smaller set once, then empty slots.
+    assert rows[2] == list(itertools.combinations([1, 3, 5, 7], 3))
+    assert rows[0] == [(2, 6, 0)]
+    assert rows[1] == [(4, 0, 0)]
+    # Sets of many sizes at once: every subset of every set, no other.
+    sizes = [9, 0, 4, 1, 6, 3]
+    index = torch.repeat_interleave(torch.arange(6), torch.tensor(sizes))
+    index = index[torch.randperm(index.numel())]
+    for k in (1, 2, 4, 5):
+        rows = tuple_rows(index, k, 'combinations')
+        for s, n in enumerate(sizes):
+            members = (torch.nonzero(index == s).view(-1) + 1).tolist()
+            expected = list(itertools.combinations(members, min(n, k)))
+            if n == 0:
+                expected = []
+            assert rows[s] == [r + (0, ) * (k - n) for r in expected]
 
 
 @pytest.mark.parametrize('k', [1, 2, 3])
@@ -100,6 +133,30 @@ def test_matches_reference(k, aggr):
     # The empty set gives rho(0).
     assert torch.allclose(out[1], model.rho(torch.zeros(1, 4,
                                                         dtype=x.dtype))[0])
+
+
+@pytest.mark.parametrize('tuples', ['permutations', 'combinations'])
+@pytest.mark.parametrize('channels', [1, 3, 16, 40])
+def test_narrow_and_wide_rows(tuples, channels):
+    # Rows of fewer than 16 features are gathered value by value, wider
+    # ones row by row: both give every tuple's features and gradients.
+    torch.manual_seed(channels)
+    model = JanossyPooling(torch.nn.Linear(3 * channels, 4),
+                           torch.nn.Identity(), k=3, tuples=tuples,
+                           aggr='sum').double()
+    x, batch = make_batch([4, 0, 2, 3], channels, dtype=torch.float64,
+                          shuffle=True)
+    x.requires_grad_()
+    by_hand = tuples_by_hand if tuples == 'permutations' else subsets_by_hand
+    expected = torch.stack([
+        model.phi(torch.stack(by_hand(x[batch == s], 3))).sum(0)
+        if (batch == s).any() else torch.zeros(4, dtype=x.dtype)
+        for s in range(4)])
+    out = model(x, batch, dim_size=4)
+    assert torch.allclose(out, expected, atol=1e-12)
+    grad, = torch.autograd.grad(out.square().sum(), x)
+    expected_grad, = torch.autograd.grad(expected.square().sum(), x)
+    assert torch.allclose(grad, expected_grad, atol=1e-12)
 
 
 @pytest.mark.parametrize('aggr', AGGRS)
@@ -176,21 +233,28 @@ def test_tuple_budget():
 
 
 @pytest.mark.parametrize('layout', ['index', 'ptr'])
-def test_tuple_budget_of_one_set_alone(layout):
-    # One set of 11 elements has 11 * 10 = 110 pairs: exactly at the
-    # budget it runs (and sees all its pairs), one tuple over it raises. A
-    # count capped at the budget instead of one above it would let 110
-    # pass as 109.
+@pytest.mark.parametrize('tuples,count', [('permutations', 110),
+                                          ('combinations', 55)])
+def test_tuple_budget_of_one_set_alone(layout, tuples, count):
+    # One set of 11 elements has 11 * 10 = 110 pairs, or C(11, 2) = 55
+    # subsets: exactly at the budget it runs (and sees all its tuples), one
+    # tuple over it raises. A count capped at the budget instead of one
+    # above it would let 110 pass as 109.
     x, index = torch.randn(11, 2), torch.zeros(11, dtype=torch.long)
     grouping = dict(index=index) if layout == 'index' else dict(
         ptr=torch.tensor([0, 11]))
-    at = JanossyPooling([2, 4], [4, 1], k=2, max_tuples=110)
-    assert torch.allclose(at(x, **grouping), reference(at, x, index, 1),
-                          atol=1e-6)
-    over = JanossyPooling([2, 4], [4, 1], k=2, max_tuples=109)
+    at = JanossyPooling([2, 4], [4, 1], k=2, max_tuples=count,
+                        tuples=tuples)
+    expected = reference(at, x, index, 1) if tuples == 'permutations' else \
+        at.rho(at.phi(torch.stack(subsets_by_hand(x, 2))).mean(0, True))
+    assert torch.allclose(at(x, **grouping), expected, atol=1e-6)
+    over = JanossyPooling([2, 4], [4, 1], k=2, max_tuples=count - 1,
+                          tuples=tuples)
+    option = '' if tuples == 'permutations' else " and tuples='combinations'"
     with pytest.raises(ValueError, match=re.escape(
-            "needs 110 tuples for this batch (the largest set has 11 "
-            "elements and 110 tuples), above 'max_tuples'=109")):
+            f"k=2{option} needs {count} tuples for this batch (the largest "
+            f"set has 11 elements and {count} tuples), above "
+            f"'max_tuples'={count - 1}")):
         over(x, **grouping)
 
 
@@ -206,8 +270,9 @@ def test_as_aggr_of_sage_conv():
     assert torch.allclose(messages[4], aggr.rho(torch.zeros(1, 8))[0])
 
 
-def test_torch_compile():
-    model = JanossyPooling([3, 8], [8, 2], k=2)
+@pytest.mark.parametrize('tuples', ['permutations', 'combinations'])
+def test_torch_compile(tuples):
+    model = JanossyPooling([3, 8], [8, 2], k=2, tuples=tuples)
     x, batch = make_batch([2, 0, 5, 1], 3, shuffle=True)
     ptr = torch.tensor([0, 2, 2, 7, 8])
     sorted_x = x[torch.argsort(batch, stable=True)]
@@ -253,7 +318,11 @@ def test_leading_dimensions():
 def test_repr():
     model = JanossyPooling([3, 8], [8, 2], k=2)
     assert str(model) == ('JanossyPooling(phi=SplitMLP(6, 8), rho=MLP(8, 2), '
-                          'k=2, aggr=MeanAggregation())')
+                          "k=2, tuples='permutations', "
+                          'aggr=MeanAggregation())')
+    assert str(JanossyPooling([3, 8], [8, 2], tuples='combinations')) == (
+        'JanossyPooling(phi=SplitMLP(6, 8), rho=MLP(8, 2), '
+        "k=2, tuples='combinations', aggr=MeanAggregation())")
 
 
 def test_bad_input():
@@ -290,6 +359,249 @@ def test_bad_input():
     lazy = JanossyPooling([-1, 8], [8, 2], k=3)
     assert lazy(torch.randn(5, 2)).shape == (1, 2)
     assert lazy.phi.lin.in_channels == 6
+
+
+# Combinations #############################################################
+
+
+class Slots(torch.nn.Module):
+    r"""A :math:`\phi` given as a function of the tuple features."""
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, t):
+        return self.fn(t)
+
+
+class Diff(torch.nn.Module):
+    r""":math:`a_0 - b_0` of a pair :math:`(a, b)` of 2-d elements: the order
+    of the pair matters."""
+    def forward(self, t):
+        return t[:, :1] - t[:, 2:3]
+
+
+def subsets_by_hand(xs, k):
+    r"""The k-subsets of one set, each in lexicographic order of the rows
+    (Python's order of lists), zero slots after a set smaller than k."""
+    n = xs.size(0)
+    if n == 0:
+        return []
+    rows = [xs[i] for i in sorted(range(n), key=lambda i: xs[i].tolist())]
+    pad = [torch.zeros_like(xs[0])] * max(k - n, 0)
+    return [torch.cat([rows[i] for i in c] + pad)
+            for c in itertools.combinations(range(n), min(n, k))]
+
+
+def test_hand_computed_combinations(toy):
+    x, index, ptr = toy
+    model = JanossyPooling(Diff(), torch.nn.Identity(), k=2,
+                           tuples='combinations')
+    # Feature 0 per set, rows in lexicographic order: (1, 3); (-1, 0, 2),
+    # pairs (-1, 0), (-1, 2), (0, 2); the singleton (5) with a zero slot.
+    expected = torch.tensor([[-2.0], [-2.0], [5.0]])
+    assert torch.equal(model(x, index), expected)
+    assert torch.equal(model(x, ptr=ptr), expected)
+    summed = JanossyPooling(Diff(), torch.nn.Identity(), k=2, aggr='sum',
+                            tuples='combinations')
+    assert torch.equal(summed(x, index), torch.tensor([[-2.0], [-6.0],
+                                                       [5.0]]))
+    # Ties on the first feature are broken by the second: (1, 9) < (1, 2)
+    # is false, so the pair is ((1, 2), (1, 9)) and phi reads 2 - 9.
+    second = JanossyPooling(Slots(lambda t: t[:, 1:2] - t[:, 3:4]),
+                            torch.nn.Identity(), k=2, tuples='combinations')
+    pair = torch.tensor([[1.0, 9.0], [1.0, 2.0]])
+    assert torch.equal(second(pair), torch.tensor([[-7.0]]))
+    # k = 3 on sets of 3 and 2 elements: one triple each, the smaller one
+    # with an empty (zero) last slot.
+    triple = JanossyPooling(Slots(lambda t: t * torch.tensor(
+        [1.0, 10.0, 100.0])), torch.nn.Identity(), k=3,
+        tuples='combinations')
+    x = torch.tensor([[3.0], [1.0], [2.0], [7.0], [4.0]])
+    out = triple(x, torch.tensor([0, 0, 0, 1, 1]))
+    assert torch.equal(out, torch.tensor([[1.0, 20.0, 300.0],
+                                          [4.0, 70.0, 0.0]]))
+
+
+@pytest.mark.parametrize('k', [1, 2, 3])
+@pytest.mark.parametrize('aggr', AGGRS)
+def test_combinations_match_reference(k, aggr):
+    torch.manual_seed(k)
+    model = janossy([3, 8, 4], [4, 8, 2], k=k, aggr=aggr,
+                    tuples='combinations').double()
+    x, batch = make_batch([4, 0, 1, 2, 5], 3, dtype=torch.float64,
+                          shuffle=True)
+    out = model(x, batch, dim_size=5)
+    rows = []
+    for s in range(5):
+        tuples = subsets_by_hand(x[batch == s], k)
+        if not tuples:
+            rows.append(torch.zeros(4, dtype=x.dtype))
+            continue
+        h = model.phi(torch.stack(tuples))
+        rows.append(h.mean(0) if aggr == 'mean' else
+                    h.sum(0) if aggr == 'sum' else h.max(0).values)
+    assert torch.allclose(out, model.rho(torch.stack(rows)), atol=1e-12)
+
+
+def test_phi_sees_each_subset_once():
+    phi = torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.Tanh())
+    model = JanossyPooling(phi, [4, 1], k=3, tuples='combinations')
+    seen = []
+    model.phi.register_forward_hook(lambda m, i, o: seen.append(i[0].size(0)))
+    x, batch = make_batch([30, 1, 0, 20, 2], 2)
+    model(x, batch, dim_size=5)
+    assert seen == [math.comb(30, 3) + 1 + math.comb(20, 3) + 1]
+
+
+def exact_invariance_error(model, x, batch, num_sets, gen):
+    return permutation_error(model, x, batch, dim_size=num_sets,
+                             num_trials=4, generator=gen)
+
+
+@given(sizes=set_sizes, k=st.integers(1, 4), aggr=st.sampled_from(AGGRS),
+       levels=st.integers(1, 4), seed=st.integers(0, 999))
+def test_combinations_exactly_invariant(sizes, k, aggr, levels, seed):
+    # Features from a few levels: ties in some columns and equal rows are
+    # common; they must not change a single bit of the output.
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    x, batch = make_batch(sizes, 2, generator=gen)
+    x = torch.randint(0, levels, x.shape, generator=gen).float() / 2
+    model = JanossyPooling([2, 8, 4], [4, 2], k=k, aggr=aggr,
+                           tuples='combinations')
+    assert exact_invariance_error(model, x, batch, len(sizes), gen) == 0.0
+    out = model(x, batch, dim_size=len(sizes))
+    for s in range(len(sizes)):  # independent of the other sets
+        assert torch.allclose(out[s:s + 1], model(x[batch == s]), atol=1e-6)
+    ptr = torch.tensor([0] + sizes).cumsum(0)
+    order = torch.argsort(batch, stable=True)
+    assert torch.allclose(model(x[order], ptr=ptr), out, atol=1e-6)
+
+
+def test_ties_do_not_break_invariance():
+    # Equal rows, and rows tied on the first feature: all 5! orders of the
+    # set give the same bits with a phi that reads the order of its slots.
+    torch.manual_seed(0)
+    model = JanossyPooling([2, 8, 8, 3], [3, 2], k=3, tuples='combinations')
+    x = torch.tensor([[1.0, 2.0], [1.0, 2.0], [1.0, 0.0], [0.0, 5.0],
+                      [1.0, 2.0]])
+    expected = model(x)
+    for perm in itertools.permutations(range(5)):
+        assert torch.equal(model(x[list(perm)]), expected)
+    # Not every order of a tuple gives the same phi: the order is real.
+    tuples = torch.cat([x[[3, 2, 0]].view(1, -1), x[[0, 2, 3]].view(1, -1)])
+    h = model.phi(tuples)
+    assert not torch.allclose(h[0], h[1])
+
+
+def test_symmetric_phi_both_options_agree():
+    # A phi symmetric in its slots sees the same value in every order of a
+    # subset: the mean and max over ordered tuples are those over subsets,
+    # and the sum k! times theirs (here for every set of 3 or more).
+    torch.manual_seed(0)
+    inner = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh())
+
+    def symmetric(t):
+        a, b, c = inner(t[:, :2]), inner(t[:, 2:4]), inner(t[:, 4:])
+        return a + b + c + a * b * c
+
+    phi = Slots(symmetric)
+
+    x, batch = make_batch([4, 0, 3, 5], 2)
+    for aggr, factor in (('mean', 1), ('max', 1), ('sum', 6)):
+        ordered = JanossyPooling(phi, torch.nn.Identity(), k=3, aggr=aggr)
+        subsets = JanossyPooling(phi, torch.nn.Identity(), k=3, aggr=aggr,
+                                 tuples='combinations')
+        assert torch.allclose(ordered(x, batch, dim_size=4),
+                              factor * subsets(x, batch, dim_size=4),
+                              atol=1e-5)
+
+
+def test_combinations_gradients():
+    torch.manual_seed(0)
+    model = JanossyPooling([3, 4, 4], [4, 2], k=3, act='tanh',
+                           tuples='combinations').double()
+    # Distinct values far apart: the canonical order is the same in every
+    # point of the finite differences.
+    x = (torch.randperm(21, dtype=torch.float64) / 8 - 1.25).view(7, 3)
+    x.requires_grad_()
+    batch = torch.tensor([0, 0, 0, 2, 2, 3, 3, 3][:7])  # set 1 empty
+    params = tuple(model.parameters())
+
+    def f(x, *weights):
+        return model(x, batch, dim_size=4)
+
+    assert torch.autograd.gradcheck(f, (x, ) + params, atol=1e-6)
+    assert torch.autograd.gradgradcheck(lambda t: f(t), (x, ), atol=1e-6)
+    f(x).sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_combinations_leading_dimensions():
+    # Each slice of the leading dimensions has its own canonical order: it
+    # gives what it gives alone.
+    model = JanossyPooling([3, 8], [8, 2], k=2, tuples='combinations')
+    x = torch.randn(2, 6, 3)
+    index = torch.tensor([0, 2, 0, 2, 2, 0])
+    out = model(x, index, dim_size=4)
+    for i in range(2):
+        assert torch.allclose(out[i], model(x[i], index, dim_size=4),
+                              atol=1e-6)
+    heads = model(x.transpose(0, 1), index, dim=0, dim_size=4)
+    assert torch.allclose(heads, out.transpose(0, 1), atol=1e-6)
+
+
+def test_combinations_budget():
+    model = JanossyPooling([2, 4], [4, 1], k=2, max_tuples=60,
+                           tuples='combinations')
+    x, batch = make_batch([11, 3], 2)
+    model(x, batch)  # 55 + 3 subsets fit; 110 + 6 ordered pairs would not
+    with pytest.raises(ValueError, match="needs 116 tuples"):
+        JanossyPooling([2, 4], [4, 1], k=2, max_tuples=60)(x, batch)
+    x, batch = make_batch([12, 2], 2)
+    message = ("Janossy pooling with k=2 and tuples='combinations' needs 67 "
+               "tuples for this batch (the largest set has 12 elements and "
+               "66 tuples), above 'max_tuples'=60. The cost grows as "
+               "n^k/k! per set")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        model(x, batch)
+    # Counts beyond the budget saturate: C(50, 40) > 2^31.
+    huge = JanossyPooling([1, 4], [4, 1], k=40, max_tuples=2**31,
+                          tuples='combinations')
+    with pytest.raises(ValueError, match=f"needs {math.comb(50, 40):,} "
+                       "tuples"):
+        huge(torch.randn(50, 1))
+    # Below it, the same count is exact: C(34, 17) = 2,333,606,220 > 2^31,
+    # C(33, 16) = 1,166,803,110 fits and is built no further than counted.
+    assert int(num_tuples(torch.tensor([33, 34, 0, 5]), 16, cap=2**31 + 1,
+                          tuples='combinations').sum()) == \
+        math.comb(33, 16) + (2**31 + 1) + 1
+
+
+def test_tuples_option_is_checked():
+    for bad in ('subsets', None, 'Combinations'):
+        with pytest.raises(ValueError, match="'tuples' must be "
+                           "'permutations' .* or 'combinations' .* "
+                           f"\\(got {re.escape(repr(bad))}\\)"):
+            JanossyPooling([3, 8], [8, 2], tuples=bad)
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16,
+                                   torch.float64])
+def test_combinations_dtypes(dtype):
+    torch.manual_seed(0)
+    model = JanossyPooling([3, 8], [8, 2], k=3, tuples='combinations')
+    x, batch = make_batch([5, 0, 1, 9], 3)
+    # Values exact in every dtype: the canonical order is the same in all.
+    x = (x * 4).round() / 4
+    with torch.no_grad():
+        ref = model(x, batch, dim_size=4)
+        out = model.to(dtype)(x.to(dtype), batch, dim_size=4)
+    assert out.dtype == dtype
+    tol = {torch.float16: 3e-2, torch.bfloat16: 1e-1, torch.float64: 1e-5}
+    assert float((out.float() - ref).abs().max()) <= \
+        tol[dtype] * float(ref.abs().max())
 
 
 # pi-SGD ####################################################################

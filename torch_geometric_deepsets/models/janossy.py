@@ -7,7 +7,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from torch_geometric.nn.inits import reset
 from torch_geometric.utils import cumsum
-from torch_geometric_deepsets._kernels import along, set_counts
+from torch_geometric_deepsets._kernels import set_counts
 from torch_geometric_deepsets.checks import check_dropout, check_int
 from torch_geometric_deepsets.models.fused import phi_pool
 from torch_geometric_deepsets.models.mlp import (
@@ -24,6 +24,11 @@ from torch_geometric_deepsets.sets import SetAggregation
 #: The largest :obj:`max_tuples` allowed: tuple counts are then computed in
 #: int64 without overflow (saturating at :obj:`max_tuples + 1`).
 MAX_TUPLE_BUDGET = 2**31
+#: Rows narrower than this are gathered value by value (see
+#: :func:`gather_tuples`).
+NARROW_ROWS = 16
+#: The tuples :class:`JanossyPooling` applies :math:`\phi` to.
+TUPLES = ('permutations', 'combinations')
 
 
 def _element_width(phi: torch.nn.Module, k: int,
@@ -61,19 +66,45 @@ def _build_phi_rho(obj: torch.nn.Module, phi: ModuleSpec, rho: ModuleSpec,
     check_rho_input(obj.rho, width, obj.aggr_module)
 
 
-def num_tuples(size: Tensor, k: int, cap: Optional[int] = None) -> Tensor:
-    r"""The number of ordered tuples of :math:`\min(n, k)` distinct elements
-    of a set of :math:`n` elements, :math:`n! / (n - \min(n, k))!`, for every
-    entry of :obj:`size` (0 for an empty set). With :obj:`cap`, counts above
-    it read :obj:`cap` (no int64 overflow for :obj:`cap <= 2**31`)."""
+def check_tuples(tuples: Any) -> str:
+    r"""Validates the :obj:`tuples` option of :class:`JanossyPooling`."""
+    if not isinstance(tuples, str) or tuples not in TUPLES:
+        raise ValueError(f"'tuples' must be 'permutations' (ordered tuples) "
+                         f"or 'combinations' (canonically ordered subsets) "
+                         f"(got {tuples!r})")
+    return tuples
+
+
+def num_tuples(size: Tensor, k: int, cap: Optional[int] = None,
+               tuples: str = 'permutations') -> Tensor:
+    r"""The number of tuples :class:`JanossyPooling` forms from a set of
+    :math:`n` elements, for every entry of :obj:`size`, with
+    :math:`m = \min(n, k)`: the :math:`n!/(n - m)!` ordered tuples of
+    :math:`m` distinct elements (:obj:`"permutations"`), or the
+    :math:`\binom{n}{m}` subsets of :math:`m` elements
+    (:obj:`"combinations"`); 0 for an empty set. With :obj:`cap`, counts
+    above it read :obj:`cap` (no int64 overflow for :obj:`cap <= 2**31` and
+    :math:`n < 2^{32}`)."""
     count = torch.ones_like(size)
-    for j in range(k):
-        factor = torch.where(size > j, size - j, 1)
-        if cap is not None:
-            factor = factor.clamp(max=cap)
-        count = count * factor
-        if cap is not None:
-            count = count.clamp(max=cap)
+    if tuples == 'combinations':
+        # C(n, m) = C(n, n - m) in min(m, n - m) steps C(n, j) -> C(n, j + 1):
+        # each division is exact, and the running count grows at every
+        # step, so a count that reached the cap stays at it.
+        m = size.clamp(max=k)
+        steps = torch.minimum(m, size - m)
+        for j in range(k):
+            grown = count * (size - j) // (j + 1)
+            count = torch.where(steps > j, grown, count)
+            if cap is not None:
+                count = count.clamp(max=cap)
+    else:
+        for j in range(k):
+            factor = torch.where(size > j, size - j, 1)
+            if cap is not None:
+                factor = factor.clamp(max=cap)
+            count = count * factor
+            if cap is not None:
+                count = count.clamp(max=cap)
     return torch.where(size > 0, count, 0)
 
 
@@ -82,96 +113,198 @@ def enumerate_tuples(
     num_sets: int,
     k: int,
     max_tuples: int = MAX_TUPLE_BUDGET,
-) -> Tuple[Tensor, Tensor, List[Tensor], List[Tensor]]:
-    r"""All ordered :math:`k`-tuples of distinct elements of every set, from
-    the set id of every row, without padding and without pairing rows of
-    different sets.
+    tuples: str = 'permutations',
+) -> Tuple[Tensor, Tensor, Tensor]:
+    r"""The :math:`k`-tuples of distinct elements of every set, from the set
+    id of every row, without padding and without pairing rows of different
+    sets.
 
-    A set of :math:`n \geq k` elements has :math:`n!/(n-k)!` tuples; a
-    smaller one (:math:`0 < n < k`) has the :math:`n!` orderings of all its
-    elements, with slots :math:`n, \dots, k-1` left empty; an empty set has
-    none. Tuple :math:`t` of a set is decoded from its number by a
-    mixed-radix (Lehmer) code, so the work is linear in the number of
-    tuples.
+    The rows are numbered as if stably sorted by set, so that set :math:`s`
+    holds the numbers :math:`p_s, \dots, p_s + n_s - 1`
+    (:math:`p_s = \sum_{s' < s} n_{s'}`); a tuple lists such numbers, and
+    :math:`N` (one past the last row) marks an empty slot. With
+    :obj:`"permutations"`, a set of :math:`n \geq k` elements has its
+    :math:`n!/(n-k)!` ordered tuples, decoded from their numbers by a
+    mixed-radix (Lehmer) code. With :obj:`"combinations"`, it has its
+    :math:`\binom{n}{k}` subsets, each in increasing order of row number,
+    decoded in the combinatorial number system (colexicographic order). A
+    smaller set (:math:`0 < n < k`) has all its elements in the first
+    :math:`n` slots, the others empty: its :math:`n!` orderings, or one
+    tuple in increasing order. An empty set has none. The work is linear in
+    the number of tuples (with a binary search per slot for combinations).
 
     Returns:
-        :obj:`(tuple_set, tuple_count, rows, valid)`: the set of every tuple
-        (sorted), the number of tuples of every set, and for each slot
-        :math:`j < k` the row of :obj:`index` it holds and whether it holds
-        one.
+        :obj:`(tuple_set, tuple_count, slots)`: the set of every tuple
+        (sorted), the number of tuples of every set, and the row number in
+        every slot of every tuple, :math:`[T, k]`.
 
     Raises:
         ValueError: if the batch has more than :obj:`max_tuples` tuples.
     """
     size = set_counts(index, None, num_sets)
-    count = num_tuples(size, k, cap=max_tuples + 1)
+    count = num_tuples(size, k, cap=max_tuples + 1, tuples=tuples)
     total = count.sum().item()
     # The explicit message needs the sizes on the host, which a compiled
     # graph cannot format; there the same bound is a runtime assertion.
     if not torch.compiler.is_compiling() and total > max_tuples:
-        raise ValueError(_budget_message(size, k, max_tuples))
+        raise ValueError(_budget_message(size, k, max_tuples, tuples))
     torch._check_value(total <= max_tuples)
 
     device = index.device
-    order = torch.argsort(index, stable=True)
-    start = cumsum(size)[:-1]
     tuple_set = torch.repeat_interleave(
         torch.arange(num_sets, device=device), count, output_size=total)
     code = torch.arange(total, device=device) - cumsum(count)[tuple_set]
-    n = size[tuple_set]
+    n = size[tuple_set].unsqueeze(-1)
+    if tuples == 'combinations':
+        position = _unrank_combinations(code, k, index.numel(),
+                                        max_tuples + 1)
+    else:
+        position = _unrank_permutations(code, n.squeeze(-1), k)
+    # Both decoders put an empty slot j >= n at a position >= n.
+    start = cumsum(size)[tuple_set].unsqueeze(-1)
+    slots = torch.where(position < n, start + position, index.numel())
+    return tuple_set, count, slots
 
+
+def _unrank_permutations(code: Tensor, n: Tensor, k: int) -> Tensor:
+    r"""The positions :math:`[T, k]` within its set of the ordered tuple
+    numbered :obj:`code` (:math:`< n!/(n - \min(n, k))!`); empty slots
+    :math:`j \geq n` get position :math:`j`."""
     # Digit j counts the choices left for slot j: n - j, or 1 (slot empty).
+    # What is left after slots k-1..1 is below slot 0's base: its digit.
     digits: List[Tensor] = []
-    for j in reversed(range(k)):
+    for j in reversed(range(1, k)):
         base = torch.where(n > j, n - j, 1)
-        digits.append(code % base)
-        code = code // base
+        quotient = code // base
+        digits.append(code - quotient * base)
+        code = quotient
+    digits.append(code)
     digits.reverse()
 
-    rows: List[Tensor] = []
-    valid: List[Tensor] = []
-    chosen: List[Tensor] = []
-    for j, digit in enumerate(digits):
-        # The digit-th element not taken by an earlier slot: step over the
-        # taken positions in increasing order.
-        position = digit
-        if j > 0:
-            for taken in torch.sort(torch.stack(chosen, 1), 1)[0].unbind(1):
-                position = position + (position >= taken).long()
-        chosen.append(position)
-        ok = n > j
-        valid.append(ok)
-        rows.append(order[start[tuple_set] + torch.where(ok, position, 0)])
-    return tuple_set, count, rows, valid
+    # Digit j is the rank of slot j's position among those that slots
+    # 0..j-1 left free. Decoded from the last slot back (the classic
+    # Lehmer decode): a slot's position shifts the later slots at or above
+    # it up by one. O(k^2) elementwise steps, no sort.
+    positions = list(digits)
+    for j in reversed(range(k - 1)):
+        for i in range(j + 1, k):
+            positions[i] = positions[i] + (positions[i] >= positions[j])
+    return torch.stack(positions, 1)
 
 
-def _budget_message(size: Tensor, k: int, max_tuples: int) -> str:
+def _unrank_combinations(code: Tensor, k: int, num_rows: int,
+                         cap: int) -> Tensor:
+    r"""The positions :math:`c_1 < \dots < c_k` :math:`[T, k]` of the subset
+    numbered :obj:`code` in the combinatorial number system,
+    :math:`\mathrm{code} = \sum_i \binom{c_i}{i}` (colexicographic order).
+
+    The subsets of the first :math:`n` positions are exactly the codes below
+    :math:`\binom{n}{k}`, whatever the set size, so one table of binomial
+    coefficients :math:`\binom{c}{i}` for :math:`c < N + k` serves every set
+    (built on the device: no value is read back), and code 0 is
+    :math:`(0, \dots, k - 1)`: a set of :math:`n < k` elements in order, its
+    slots :math:`j \geq n` empty."""
+    # C(c, i) = sum_{c' < c} C(c', i - 1), capped as the counts are (a code
+    # is below the cap, so capped entries are never chosen).
+    row = torch.ones(num_rows + k, dtype=torch.long, device=code.device)
+    table: List[Tensor] = []
+    for _ in range(k):
+        row = cumsum(row)[:-1].clamp(max=cap)
+        table.append(row)
+    # Greedily from the last slot: c_i is the largest c with C(c, i) <= code.
+    positions: List[Tensor] = []
+    for i in range(k, 1, -1):
+        c = torch.searchsorted(table[i - 1], code, right=True) - 1
+        code = code - table[i - 1][c]
+        positions.append(c)
+    positions.append(code)  # C(c, 1) = c
+    positions.reverse()
+    return torch.stack(positions, 1)
+
+
+def _budget_message(size: Tensor, k: int, max_tuples: int,
+                    tuples: str) -> str:
+    combinations = tuples == 'combinations'
+    count = math.comb if combinations else math.perm
     sizes = [n for n in size.tolist() if n > 0]
-    total = sum(math.perm(n, min(n, k)) for n in sizes)
+    total = sum(count(n, min(n, k)) for n in sizes)
     largest = max(sizes)
-    return (f"Janossy pooling with k={k} needs {total:,} tuples for this "
-            f"batch (the largest set has {largest} elements and "
-            f"{math.perm(largest, min(largest, k)):,} tuples), above "
-            f"'max_tuples'={max_tuples:,}. The cost grows as n^k per set: "
-            f"use a smaller k, smaller sets or batches, JanossyPiSGD, or "
-            f"raise 'max_tuples'")
+    option = " and tuples='combinations'" if combinations else ''
+    growth = 'n^k/k!' if combinations else 'n^k'
+    hint = '' if combinations else ("tuples='combinations' (n choose k "
+                                    "per set), ")
+    return (f"Janossy pooling with k={k}{option} needs {total:,} tuples for "
+            f"this batch (the largest set has {largest} elements and "
+            f"{count(largest, min(largest, k)):,} tuples), above "
+            f"'max_tuples'={max_tuples:,}. The cost grows as {growth} per "
+            f"set: use {hint}a smaller k, smaller sets or batches, "
+            f"JanossyPiSGD, or raise 'max_tuples'")
+
+
+def sort_within_sets(x: Tensor, index: Tensor) -> Tensor:
+    r"""The rows of :obj:`x` (:math:`[*, N, F]`) stably sorted by set, and
+    within every set in lexicographic order of their features (each slice
+    of the leading dimensions on its own): the canonical order of
+    :obj:`JanossyPooling(..., tuples="combinations")`.
+
+    It depends on the set's rows only, not on their order in :obj:`x`, so
+    what follows is exactly permutation invariant: rows that tie are equal
+    and interchangeable. Stable sorts by the last feature first, the set id
+    last: :math:`F + 1` sorts, :math:`O(F N \log N)`."""
+    num_rows, channels = x.shape[-2:]
+    flat = x.reshape(math.prod(x.shape[:-2]), num_rows, channels)
+    keys = flat.detach()
+    order = torch.arange(num_rows, device=x.device).expand(flat.size(0), -1)
+    for c in reversed(range(channels)):
+        key = keys[..., c].gather(1, order)
+        order = order.gather(1, torch.argsort(key, dim=1, stable=True))
+    order = order.gather(1, torch.argsort(index[order], dim=1, stable=True))
+    out = flat.gather(1, order.unsqueeze(-1).expand(-1, -1, channels))
+    return out.view(x.shape)
+
+
+def gather_tuples(x: Tensor, index: Tensor, slots: Tensor, dim: int,
+                  tuples: str = 'permutations') -> Tensor:
+    r"""The features of every tuple of :func:`enumerate_tuples`, its
+    :math:`k` elements concatenated (zeros in an empty slot):
+    :math:`[*, T, kF]`, the tuples along :obj:`dim`. For
+    :obj:`"combinations"` the rows are taken in the canonical order of
+    :func:`sort_within_sets`.
+
+    One :meth:`~torch.Tensor.index_select` of all :math:`Tk` slots, read
+    as :math:`T` rows of :math:`kF` features: an empty slot selects a zero
+    row appended to :obj:`x`, so there is no mask and no concatenation of
+    slot features (a slot-by-slot gather with masks was the largest part
+    of a :math:`k = 3` step; ``benchmarks/bench.py --sections janossy``
+    measures the share left)."""
+    x = x.movedim(dim, -2)
+    if tuples == 'combinations':
+        x = sort_within_sets(x, index)
+    else:  # row numbers count rows sorted by set: sort the N rows, not
+        # the T k slots
+        x = x.index_select(-2, torch.argsort(index, stable=True))
+    x = torch.cat([x, x.new_zeros(x.shape[:-2] + (1, x.size(-1)))], dim=-2)
+    channels = x.size(-1)
+    # Unflatten, not view(..., T, kF): inductor (torch 2.13) compiles that
+    # view of an unbacked tuple count T as if T were 1.
+    if channels < NARROW_ROWS:
+        # The backward of a row gather (index_add of T k rows) is 3-8x
+        # slower than that of a gather of single values for rows of 2-8
+        # features on CPU (torch 2.13), and faster from 16 on.
+        values = slots.unsqueeze(-1) * channels + torch.arange(
+            channels, device=slots.device)
+        out = x.flatten(-2).index_select(-1, values.view(-1))
+        out = out.unflatten(-1, (slots.size(0), slots.size(1) * channels))
+    else:
+        out = x.index_select(-2, slots.view(-1))
+        out = out.unflatten(-2, slots.shape).flatten(-2)
+    return out.movedim(-2, dim)
 
 
 def _state_width(rnn: torch.nn.RNNBase) -> int:
     r"""The width of the last hidden state of :obj:`rnn` (of its projection
     for an LSTM with :obj:`proj_size`)."""
     return rnn.proj_size or rnn.hidden_size
-
-
-def _gather_tuples(x: Tensor, rows: List[Tensor], valid: List[Tensor],
-                   dim: int) -> Tensor:
-    r"""The rows of concatenated tuple elements along :obj:`dim` (zeros in
-    empty slots): :math:`[*, T, kF]`."""
-    parts = [
-        torch.where(along(ok, dim, x.dim()), x.index_select(dim, row), 0.0)
-        for row, ok in zip(rows, valid)
-    ]
-    return torch.cat(parts, dim=-1)
 
 
 class JanossyPooling(SetAggregation):
@@ -198,16 +331,50 @@ class JanossyPooling(SetAggregation):
     with :math:`0 < n_s < k` elements uses its :math:`n_s!` orderings, the
     missing slots filled with zeros; an empty set pools to zero.
 
+    With :obj:`tuples="combinations"`, :math:`\phi` sees every
+    :math:`k`-subset once instead, its elements in a canonical order
+    (the lexicographic order of their feature vectors, :math:`\prec`):
+
+    .. math::
+        f(\mathcal{X}_s) = \rho\left( \frac{1}{|C_k(s)|}
+        \sum_{\{i_1, \dots, i_k\} \in C_k(s),\;
+        \mathbf{x}_{i_1} \preceq \cdots \preceq \mathbf{x}_{i_k}}
+        \phi\big(\mathbf{x}_{i_1} \,\Vert\, \cdots \,\Vert\,
+        \mathbf{x}_{i_k}\big) \right),
+
+    with :math:`|C_k(s)| = \binom{n_s}{k}`, :math:`k!` times fewer tuples.
+    The order depends on the elements only, never on their order in the
+    input, so the model stays exactly permutation invariant (equal elements
+    tie, and are interchangeable). A set with :math:`0 < n_s < k` elements
+    has one tuple: all its elements in canonical order, then
+    :math:`k - n_s` zero slots.
+
+    **Which tuples.** :obj:`"permutations"` is exact :math:`k`-ary Janossy
+    pooling: :math:`\phi` sees every order of every :math:`k` elements, the
+    output is as smooth in the elements as :math:`\phi` is, and
+    :math:`\phi` need not be symmetric. :obj:`"combinations"` has the cost
+    of the Janossy authors' code, :math:`\binom{n}{k}` tuples per set: the
+    right choice when :math:`\phi` is symmetric in its :math:`k` slots
+    (both options then give the same mean and max, and a sum :math:`k!`
+    times smaller), or when ordered tuples do not fit the budget and
+    :math:`\phi` may learn on sorted tuples, as sorting-based set models
+    do. Unless :math:`\phi` is symmetric, that output jumps where two
+    elements of a set swap places in the canonical order. Sorting takes
+    :math:`F + 1` stable sorts of the :math:`N` rows per call (:math:`F`
+    features per element). For :math:`k = 1` both are Deep Sets.
+
     **Cost.** :math:`\phi` runs on :math:`n_s!/(n_s - k)! \approx n_s^k`
-    tuples per set: :math:`O(n^k)` time and memory. The tuples are
+    tuples per set (:math:`\binom{n_s}{k} \approx n_s^k / k!` with
+    combinations): :math:`O(n^k)` time and memory. The tuples are
     enumerated on the :obj:`index` vector, set by set, never across sets
     and without padding; a batch with more than :obj:`max_tuples` tuples
-    raises a :class:`ValueError` that names the set size, :math:`k`, the
-    tuple count and the budget. Since the number of tuples depends on the
-    set sizes (a data-dependent shape), it is read back once per call (a
-    device sync); :func:`torch.compile` and :func:`torch.export` trace it as
-    a symbolic count and keep the model in one graph (there an excess
-    raises a :class:`RuntimeError` from the compiled graph instead).
+    (combinations where they are used) raises a :class:`ValueError` that
+    names the set size, :math:`k`, the tuple count and the budget. Since
+    the number of tuples depends on the set sizes (a data-dependent shape),
+    it is read back once per call (a device sync); :func:`torch.compile`
+    and :func:`torch.export` trace it as a symbolic count and keep the
+    model in one graph (there an excess raises a :class:`RuntimeError`
+    from the compiled graph instead).
 
     Args:
         phi (List[int] or torch.nn.Module): The tuple network :math:`\phi`.
@@ -220,14 +387,19 @@ class JanossyPooling(SetAggregation):
         aggr (str or Aggregation or list, optional): The pooling over the
             tuples of a set; :obj:`"mean"` is the paper's average,
             :obj:`"sum"` weights larger sets more. (default: :obj:`"mean"`)
-        max_tuples (int, optional): The largest number of tuples one call
-            may build, at most :math:`2^{31}`. (default: :obj:`1_000_000`)
+        max_tuples (int, optional): The largest number of tuples (or
+            subsets) one call may build, at most :math:`2^{31}`.
+            (default: :obj:`1_000_000`)
         act (str or torch.nn.Module, optional): Activation of channel-list
             MLPs. (default: :obj:`"relu"`)
         dropout (float, optional): Dropout of channel-list MLPs.
             (default: :obj:`0.0`)
         aggr_kwargs (dict, optional): Arguments of a string :obj:`aggr`.
             (default: :obj:`None`)
+        tuples (str, optional): :obj:`"permutations"` (every ordered
+            :math:`k`-tuple) or :obj:`"combinations"` (every
+            :math:`k`-subset, canonically ordered).
+            (default: :obj:`"permutations"`)
 
     Shapes:
         - **input:** elements :math:`(*, N, F)`, set ids :math:`(N)` or
@@ -244,9 +416,11 @@ class JanossyPooling(SetAggregation):
         act: Union[str, torch.nn.Module, None] = 'relu',
         dropout: float = 0.0,
         aggr_kwargs: Optional[Dict[str, Any]] = None,
+        tuples: str = 'permutations',
     ) -> None:
         super().__init__()
         self.k = check_int('k', k)
+        self.tuples = check_tuples(tuples)
         self.max_tuples = check_int('max_tuples', max_tuples,
                                     maximum=MAX_TUPLE_BUDGET)
         _build_phi_rho(self, phi, rho, k, aggr, act, dropout, aggr_kwargs)
@@ -263,9 +437,9 @@ class JanossyPooling(SetAggregation):
                 ) -> Tensor:
         r""":math:`\rho` of the pooled :math:`\phi` of the tuples of every
         set."""
-        tuple_set, count, rows, valid = enumerate_tuples(
-            index, dim_size, self.k, self.max_tuples)
-        tuples = _gather_tuples(x, rows, valid, dim)
+        tuple_set, count, slots = enumerate_tuples(
+            index, dim_size, self.k, self.max_tuples, self.tuples)
+        tuples = gather_tuples(x, index, slots, dim, self.tuples)
         # As in DeepSetsInvariant, sum and mean over the tuples move in
         # front of phi's last affine layer, which then runs on B rows, not T.
         out = phi_pool(self.phi, self.aggr_module, tuples, tuple_set,
@@ -275,7 +449,8 @@ class JanossyPooling(SetAggregation):
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(phi={self.phi}, rho={self.rho}, '
-                f'k={self.k}, aggr={self.aggr_module})')
+                f'k={self.k}, tuples={self.tuples!r}, '
+                f'aggr={self.aggr_module})')
 
 
 class JanossyPiSGD(SetAggregation):
