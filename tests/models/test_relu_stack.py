@@ -10,13 +10,18 @@ from torch_geometric_deepsets import DeepSetsInvariant
 from torch_geometric_deepsets.models.mlp import relu_stack, relu_stack_applies
 
 CASES = [
-    # channels, plain_last, bias: a narrow first layer takes the bias as an
-    # input column ([3, 32, ...]); a wide one ([16, 32, ...]) does not.
+    # channels, plain_last, bias: a narrow first layer takes its bias as an
+    # input column ([3, 32, ...]); a wide one ([16, 32, ...]) adds it and
+    # carries the next layer's bias out as a column of ones.
     ([3, 32, 32], False, True),
     ([3, 32, 32, 8], True, True),
     ([16, 32, 32], False, True),
     ([3, 32], True, True),
     ([3, 32, 32], False, False),
+    # Layers without a bias: no column of ones carried into them, a zero
+    # bias under the column carried out of them.
+    ([3, 32, 32, 32, 8], True, [True, False, True, True]),
+    ([16, 32, 32, 8], False, [False, True, True]),
 ]
 
 

@@ -129,35 +129,58 @@ def relu_stack_applies(mlp: torch.nn.Module) -> bool:
 
 def relu_stack(mlp: MLP, x: Tensor) -> Tensor:
     r""":obj:`mlp(x)` for an :obj:`mlp` that :func:`relu_stack_applies`
-    to, with two fewer passes over each activation on CPUs, where those
-    passes are bound by memory bandwidth:
+    to, with fewer passes over each activation on CPUs, where those passes
+    are bound by memory bandwidth:
 
     - each ReLU runs in place on its layer's output (which the layer's
       backward does not keep), so no second :math:`N \times C` tensor is
       allocated and filled;
-    - on the CPU, a first layer much narrower than its output
-      (:obj:`4 (F + 1) \le C`, such as 3-D points into 128 channels; other
-      devices add the bias inside the product) takes its bias as one more
-      input column, :math:`[\mathbf{x}, 1] [\mathbf{W}; \mathbf{b}]`:
-      the product writes the output once instead of filling it with the
-      broadcast bias first, and the bias gradient comes out of the weight
-      gradient's product instead of a sum over the :math:`N` rows.
+    - on the CPU, each layer takes its bias inside its product,
+      :math:`[\mathbf{h}, 1] [\mathbf{W}; \mathbf{b}]`: the product writes
+      the output once instead of filling it with the broadcast bias first,
+      and the bias gradient comes out of the weight gradient's product
+      instead of a sum over the :math:`N` rows. The column of ones comes
+      from the layer before, as one more output column (weights 0, bias 1,
+      which the ReLU keeps at 1); the first layer appends it to its input
+      when that input is narrow (:obj:`4 (F + 1) \le C`, such as 3-D points
+      into 128 channels) and adds its own bias otherwise.
 
     The same function as :obj:`mlp(x)` to float rounding (the bias is
     summed inside the product), with the same gradients, double backward
     included: every step is an ordinary differentiable operation."""
     num_layers = len(mlp.lins)
+    # Other devices add the bias inside the product already, and the
+    # concatenations would be kernels more than PyG's MLP launches.
+    carry = x.device.type == 'cpu'
+    ones_in = False  # x ends in a column of ones for this layer's bias
     for i, lin in enumerate(mlp.lins):
         weight, bias = lin.weight, lin.bias
-        if i == 0 and bias is not None and x.device.type == 'cpu' and \
+        act = i < num_layers - 1 or not mlp.plain_last
+        if carry and i == 0 and bias is not None and \
                 4 * (weight.size(1) + 1) <= weight.size(0):
-            ones = x.new_ones(x.shape[:-1] + (1, ))
-            x = torch.cat([x, ones], dim=-1) @ torch.cat(
-                [weight.t(), bias.unsqueeze(0)], dim=0)
+            x = torch.cat([x, x.new_ones(x.shape[:-1] + (1, ))], dim=-1)
+            ones_in = True
+        # The next layer's bias rides on a column of ones through the ReLU.
+        ones_out = carry and act and i < num_layers - 1 and \
+            mlp.lins[i + 1].bias is not None
+        if ones_in:  # then bias is not None, as the layer before checked
+            rows = torch.cat([weight.t(), bias.unsqueeze(0)], dim=0)
+            if ones_out:
+                one = rows.new_zeros(rows.size(0), 1)
+                one[-1] = 1.0
+                rows = torch.cat([rows, one], dim=1)
+            x = x @ rows
+        elif ones_out:
+            weight = torch.cat([weight, weight.new_zeros(1, weight.size(1))])
+            bias = weight.new_zeros(weight.size(0) - 1) if bias is None \
+                else bias
+            bias = torch.cat([bias, bias.new_ones(1)])
+            x = torch.nn.functional.linear(x, weight, bias)
         else:
             x = torch.nn.functional.linear(x, weight, bias)
-        if i < num_layers - 1 or not mlp.plain_last:
+        if act:
             x = x.relu_()
+        ones_in = ones_out
     return x
 
 
