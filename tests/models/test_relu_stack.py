@@ -30,16 +30,17 @@ def _grads(fn, mlp, x):
                                list(mlp.parameters()) + [x])
 
 
+@pytest.mark.parametrize('shape', [(7, ), (2, 7), (0, )])
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
 @pytest.mark.parametrize('channels,plain_last,bias', CASES)
 def test_equals_the_mlp_values_and_gradients(channels, plain_last, bias,
-                                             dtype):
+                                             dtype, shape):
     torch.manual_seed(0)
     mlp = MLP(channels, norm=None, plain_last=plain_last, bias=bias)
     mlp = mlp.to(dtype)
     assert relu_stack_applies(mlp)
-    # Leading dimensions, as the [*, N, F] input reaches phi.
-    x = torch.randn(2, 7, channels[0], dtype=dtype, requires_grad=True)
+    # A matrix, leading dimensions (the [*, N, F] input) and no rows.
+    x = torch.randn(*shape, channels[0], dtype=dtype, requires_grad=True)
     tol = dict(atol=1e-6, rtol=1e-5) if dtype == torch.float32 else \
         dict(atol=1e-12, rtol=1e-12)
     torch.testing.assert_close(relu_stack(mlp, x), mlp(x), **tol)
@@ -132,17 +133,57 @@ def test_hooks_see_the_layers_called(where, kind):
 
 
 def test_global_hooks_see_the_layers_called():
+    torch.manual_seed(0)
+    model = DeepSetsInvariant([3, 32, 32, 16], [16, 1])
     seen = []
     handle = torch.nn.modules.module.register_module_forward_hook(
-        lambda module, *args: seen.append(type(module)))
+        lambda module, *args: seen.append(module))
     try:
-        mlp = _mlp()
-        assert not relu_stack_applies(mlp)
-        mlp(torch.randn(4, 3))
+        model(torch.randn(5, 3), torch.tensor([0, 0, 1, 1, 1]))
     finally:
         handle.remove()
-    assert relu_stack_applies(mlp)
-    assert torch.nn.ReLU in seen
+    assert model.phi.body.lins[0] in seen and model.phi.body.act in seen
+    assert relu_stack_applies(model.phi.body)
+
+
+def test_a_forward_replaced_on_a_layer_is_called():
+    # Offloading and adapter tools replace forward on the instance.
+    torch.manual_seed(0)
+    model = DeepSetsInvariant([3, 32, 32, 16], [16, 1])
+    x, batch = torch.randn(5, 3), torch.tensor([0, 0, 1, 1, 1])
+    lin = model.phi.body.lins[1]
+    original = lin.forward
+    lin.forward = lambda inp: original(inp) * 0.0
+    assert not relu_stack_applies(model.phi.body)
+    expected = model.rho(model.phi.lin(torch.zeros(2, 32)) * torch.tensor(
+        [[2.0], [3.0]]))
+    torch.testing.assert_close(model(x, batch), expected)
+
+
+def test_an_overflowing_half_row_stays_what_the_mlp_gives():
+    # 0 * inf in a carried column of ones would make the row NaN: half
+    # precisions (which overflow at 65,504) add their biases as the MLP does.
+    mlp = MLP([16, 8, 8, 2], norm=None).half()
+    with torch.no_grad():
+        mlp.lins[0].weight.fill_(1.0)
+        mlp.lins[0].bias.zero_()
+        mlp.lins[1].weight.fill_(-1.0)
+    x = torch.full((2, 16), 6000.0, dtype=torch.half)  # sums overflow
+    assert torch.isfinite(mlp(x)).all()
+    torch.testing.assert_close(relu_stack(mlp, x), mlp(x))
+    mlp, x = mlp.float(), x.float()
+    with torch.autocast('cpu', dtype=torch.float16):
+        assert torch.isfinite(mlp(x)).all()
+        torch.testing.assert_close(relu_stack(mlp, x), mlp(x))
+
+
+@pytest.mark.parametrize('layout', ['coo', 'csr'])
+def test_sparse_elements(layout):
+    torch.manual_seed(0)
+    model = DeepSetsInvariant([3, 32, 32, 16], [16, 1])
+    x, batch = torch.randn(5, 3), torch.tensor([0, 0, 1, 1, 1])
+    sparse = x.to_sparse() if layout == 'coo' else x.to_sparse_csr()
+    torch.testing.assert_close(model(sparse, batch), model(x, batch))
 
 
 @pytest.mark.parametrize('aggr', ['sum', 'max'])

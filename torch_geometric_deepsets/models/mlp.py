@@ -95,8 +95,12 @@ class SplitMLP(torch.nn.Module):
 
 
 def _hooked(module: torch.nn.Module) -> bool:
+    r"""Whether calling :obj:`module` does more than its class's
+    :meth:`forward`: hooks, or a :meth:`forward` replaced on the instance
+    (as offloading and adapter tools do)."""
     return bool(module._forward_hooks or module._forward_pre_hooks
-                or module._backward_hooks or module._backward_pre_hooks)
+                or module._backward_hooks or module._backward_pre_hooks
+                or 'forward' in vars(module))
 
 
 def _global_hooks() -> bool:
@@ -110,8 +114,9 @@ def relu_stack_applies(mlp: torch.nn.Module) -> bool:
     r"""Whether :func:`relu_stack` computes what :obj:`mlp(x)` computes: a
     PyG :class:`MLP` (not a subclass, whose :meth:`forward` may do more) of
     initialised PyG :class:`Linear` layers with a :class:`~torch.nn.ReLU`
-    activation, no normalisation, no dropout in training, and no hooks that
-    would expect to see its layers called (pinned by a test)."""
+    activation, no normalisation, no dropout in training, and no hooks or
+    instance-level :meth:`forward` that would expect to see its layers
+    called (pinned by a test)."""
     if type(mlp) is not MLP or type(mlp.act) is not torch.nn.ReLU:
         return False
     if any(type(norm) is not torch.nn.Identity for norm in mlp.norms):
@@ -147,11 +152,20 @@ def relu_stack(mlp: MLP, x: Tensor) -> Tensor:
 
     The same function as :obj:`mlp(x)` to float rounding (the bias is
     summed inside the product), with the same gradients, double backward
-    included: every step is an ordinary differentiable operation."""
+    included: every step is an ordinary differentiable operation. One
+    difference: the carried column is a product, and :math:`0 \cdot \infty`
+    is NaN, so a row whose activations hold an infinity comes out NaN where
+    the MLP's ReLU might have zeroed a :math:`-\infty`. The column is
+    therefore carried in float32 and float64 only, outside
+    :func:`torch.autocast` (half precisions overflow at 65,504), and for
+    strided (dense) inputs."""
     num_layers = len(mlp.lins)
     # Other devices add the bias inside the product already, and the
     # concatenations would be kernels more than PyG's MLP launches.
-    carry = x.device.type == 'cpu'
+    carry = x.device.type == 'cpu' and x.layout == torch.strided and \
+        x.dtype in (torch.float32, torch.float64) and \
+        mlp.lins[0].weight.dtype in (torch.float32, torch.float64) and \
+        not torch.is_autocast_enabled('cpu')
     ones_in = False  # x ends in a column of ones for this layer's bias
     for i, lin in enumerate(mlp.lins):
         weight, bias = lin.weight, lin.bias
