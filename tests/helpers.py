@@ -73,11 +73,16 @@ class NoSync(TorchDispatchMode):
 
 
 class Count(TorchDispatchMode):
-    r"""Counts the aten operations run, by name."""
+    r"""Counts the aten operations run, by name, and keeps the shapes of
+    the tensor arguments of each call (:obj:`calls`)."""
     def __init__(self):
         super().__init__()
         self.ops = collections.Counter()
+        self.calls = []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops[str(func.overloadpacket)] += 1
+        name = str(func.overloadpacket)
+        self.ops[name] += 1
+        self.calls.append((name, [tuple(a.shape) for a in args
+                                  if isinstance(a, torch.Tensor)]))
         return func(*args, **(kwargs or {}))

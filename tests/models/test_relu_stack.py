@@ -196,3 +196,19 @@ def test_the_models_phi_takes_the_stack(aggr):
         model(torch.randn(6, 3), torch.tensor([0, 0, 0, 1, 1, 1]))
     assert counter.ops['aten.relu_'] == 2
     assert counter.ops['aten.relu'] == 1
+
+
+def test_no_element_level_product_fills_a_bias_on_the_cpu():
+    # The saving the CPU benchmark measures: every product over the N
+    # elements is a plain mm (the bias rides in it), and no bias gradient
+    # is a sum over the N rows.
+    torch.manual_seed(0)
+    model = DeepSetsInvariant([3, 32, 32, 16], [16, 8, 1])
+    x = torch.randn(100, 3, requires_grad=True)
+    with Count() as counter:
+        model(x, torch.arange(100) // 10).sum().backward()
+    over_rows = [(name, shapes) for name, shapes in counter.calls
+                 if any(100 in shape for shape in shapes)]
+    assert any(name == 'aten.mm' for name, _ in over_rows)
+    assert not [call for call in over_rows if call[0] == 'aten.addmm']
+    assert not [call for call in over_rows if call[0] == 'aten.sum']
