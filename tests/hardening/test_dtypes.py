@@ -2,18 +2,9 @@ import pytest
 import torch
 
 from tests.hardening.models import KINDS, build, run
-from tests.helpers import AGGRS, make_batch
+from tests.helpers import AGGRS, make_batch, rel_err
+from tests.helpers import DTYPE_TOL as TOL
 from torch_geometric.testing import withDevice
-
-# Relative error of low-precision runs against float32 (measured worst
-# cases on these sizes are ~3x smaller).
-TOL = {torch.float16: 3e-2, torch.bfloat16: 1e-1, torch.float64: 1e-5}
-
-
-def rel_err(a, b):
-    a, b = a.detach().float(), b.detach().float()
-    return float((a - b).abs().max() /
-                 b.abs().max().clamp(min=1e-3))
 
 
 @withDevice

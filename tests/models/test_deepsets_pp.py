@@ -5,7 +5,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.helpers import AGGRS, NoSync, make_batch
+from tests.helpers import AGGRS, DTYPE_TOL, NoSync, make_batch, rel_err
 from tests.strategies import set_sizes
 from torch_geometric.nn.norm import LayerNorm
 from torch_geometric_deepsets import (
@@ -274,9 +274,7 @@ def test_dtypes_match_float32(dtype):
         ref = model(x, batch, dim_size=4)
         out = other.to(dtype)(x.to(dtype), batch, dim_size=4)
     assert out.dtype == dtype
-    tol = {torch.float16: 3e-2, torch.bfloat16: 1e-1, torch.float64: 1e-5}
-    assert float((out.float() - ref).abs().max()) <= \
-        tol[dtype] * float(ref.abs().max())
+    assert rel_err(out, ref) <= DTYPE_TOL[dtype]
 
 
 def test_input_is_validated_once_per_call_not_per_layer(monkeypatch):
