@@ -1,16 +1,16 @@
 r"""The custom operators that compiled CPU graphs use for max pooling and
-the pooled affine layer (see ``_kernels.cpu_graph``): their registrations,
+the pooled affine layer (see ``_kernels.paths.cpu_graph``): their registrations,
 and the property they exist for, that a compiled training step keeps no
 boolean ReLU mask for its backward pass."""
 import pytest
 import torch
 
 from torch_geometric_deepsets import DeepSetsInvariant
-from torch_geometric_deepsets._kernels import (
-    _pool_affine_op,
-    _pool_affine_weight_grad,
-    _segment_max_backward_op,
-    _segment_max_op,
+from torch_geometric_deepsets._kernels.custom_ops import (
+    pool_affine,
+    pool_affine_weight_grad,
+    segment_extreme,
+    segment_extreme_backward,
 )
 
 OPS = 'torch_geometric_deepsets::'
@@ -41,19 +41,20 @@ def test_pool_affine_op_registration(mean, bias):
     b = torch.randn(2, requires_grad=True) if bias else None
     h.requires_grad_()
     # Schema, fake (meta) kernel against the real one, autograd formula.
-    torch.library.opcheck(_pool_affine_op, (h, weight, b, index, 4, mean))
+    torch.library.opcheck(pool_affine, (h, weight, b, index, 4, mean))
     counts = torch.tensor([3., 0., 4., 1.])
-    torch.library.opcheck(_pool_affine_weight_grad,
+    torch.library.opcheck(pool_affine_weight_grad,
                           (torch.randn(4, 2), h.detach(), index, counts,
                            mean))
 
 
-def test_segment_max_op_registration():
+@pytest.mark.parametrize('reduce', ['max', 'min'])
+def test_segment_extreme_op_registration(reduce):
     h, index = sets([3, 0, 4, 1])
-    torch.library.opcheck(_segment_max_op,
-                          (h.requires_grad_(), index, 4))
-    out = _segment_max_op(h.detach(), index, 4)
-    torch.library.opcheck(_segment_max_backward_op,
+    torch.library.opcheck(segment_extreme,
+                          (h.requires_grad_(), index, 4, reduce))
+    out = segment_extreme(h.detach(), index, 4, reduce)
+    torch.library.opcheck(segment_extreme_backward,
                           (torch.randn(4, 5), h.detach(), index, out))
 
 

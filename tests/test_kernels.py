@@ -3,6 +3,7 @@ import torch
 
 import torch_geometric.typing
 import torch_geometric_deepsets._kernels as kernels
+import torch_geometric_deepsets._kernels.extremes as extremes
 from tests.helpers import Count, make_batch, ptr_of
 from torch_geometric.index import ptr2index
 from torch_geometric.testing import withDevice, withPackage
@@ -88,7 +89,7 @@ def test_max_backward_matches_amax(dtype, layout, with_ties, monkeypatch,
     # Blocks of 2-3 rows, so that sets and runs of ties cross block bounds
     # (host path); the device path takes the whole-tensor form, or PyTorch's
     # segment reduction for ptr alone.
-    monkeypatch.setattr(kernels, 'BLOCK_BYTES', 3 * 5 * 8 - 1)
+    monkeypatch.setattr(extremes, 'BLOCK_BYTES', 3 * 5 * 8 - 1)
     sizes = [4, 0, 1, 9, 300, 2, 0]
     x, batch = make_batch(sizes, 5, shuffle=layout == 'unsorted')
     if with_ties:
@@ -115,14 +116,14 @@ def test_max_backward_matches_amax(dtype, layout, with_ties, monkeypatch,
 
 
 def test_blocked_and_whole_max_backward_agree(monkeypatch):
-    monkeypatch.setattr(kernels, 'BLOCK_BYTES', 3 * 4 * 4 - 1)
+    monkeypatch.setattr(extremes, 'BLOCK_BYTES', 3 * 4 * 4 - 1)
     x, batch = make_batch([4, 0, 7, 300, 1], 4, shuffle=True)
     x = x.round()
     out = torch.zeros(5, 4).scatter_reduce_(
         0, batch.view(-1, 1).expand_as(x), x, 'amax', include_self=False)
     grad = torch.randn(5, 4)
-    blocked = kernels._max_backward_blocked(grad, x, batch, out)
-    whole = kernels._max_backward_whole(grad, x, batch, out, 0)
+    blocked = extremes._backward_blocked(grad, x, batch, out)
+    whole = extremes._backward_whole(grad, x, batch, out, 0)
     assert torch.allclose(blocked, whole, rtol=1e-6, atol=1e-7)
 
 

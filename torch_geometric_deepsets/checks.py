@@ -7,23 +7,24 @@ Checks that read tensor *values* run only where
 outside :class:`torch_geometric.debug`.
 """
 import numbers
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import Tensor
 
 import torch_geometric
-from torch_geometric_deepsets import _kernels
+from torch_geometric_deepsets._kernels import paths, ptr_to_index
 
 
 def value_checks_enabled(tensor: Tensor) -> bool:
     r"""Whether checks that read tensor *values* run: on the host path
-    (eager CPU, see :func:`~torch_geometric_deepsets._kernels.host_path`),
+    (eager CPU, see
+    :func:`~torch_geometric_deepsets._kernels.paths.host_path`),
     where they cost no device synchronisation, and under
     :class:`torch_geometric.debug` on other devices. Compiled graphs never
     run them: they cannot branch on data.
     """
-    return _kernels.host_path(tensor) or (
+    return paths.host_path(tensor) or (
         torch_geometric.is_debug_enabled()
         and not torch.compiler.is_compiling())
 
@@ -32,7 +33,8 @@ def check_int(name: str, value: Any, minimum: int = 1,
               maximum: Optional[int] = None, lazy: bool = False) -> int:
     r"""Returns :obj:`value` as an :obj:`int` if it is an integer (a Python
     or NumPy integer, not a bool) in :obj:`[minimum, maximum]`, or :obj:`-1`
-    for a :obj:`lazy` width (found at the first call).
+    for a :obj:`lazy` width (found at the first call). A symbolic integer
+    (a size traced by :func:`torch.compile`) is returned as it is.
 
     Raises:
         TypeError: if :obj:`value` is not an integer.
@@ -41,8 +43,10 @@ def check_int(name: str, value: Any, minimum: int = 1,
     if maximum is not None:
         bound = f'an int in [{minimum}, {maximum}]'
     else:
-        bound = {0: 'a non-negative int', 1: 'a positive int'}.get(
-            minimum, f'an int >= {minimum}')
+        bound = 'a positive int' if minimum == 1 else \
+            f'an int >= {minimum}'
+    if isinstance(value, torch.SymInt):
+        return value
     hint = ', or -1 to find it at the first call' if lazy else ''
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"'{name}' must be {bound}{hint} "
@@ -148,3 +152,83 @@ def check_dtype(x: Tensor, module: Optional[torch.nn.Module]) -> None:
         raise TypeError(f"'x' is {x.dtype} but the model's parameters are "
                         f"{param.dtype}; convert one of them, e.g. "
                         f"x.to({param.dtype}) or model.to({x.dtype})")
+
+
+# Set ids and row boundaries ##################################################
+
+
+def check_dim_size(dim_size: Any) -> int:
+    r"""Raises unless :obj:`dim_size`, the number of sets, is an int
+    :math:`\geq 0`."""
+    return check_int('dim_size', dim_size, minimum=0)
+
+
+def check_set_ids(name: str, index: Any, x: Tensor, dim: int) -> None:
+    r"""Raises unless :obj:`index` is an integer vector with one set id per
+    row of :obj:`x` along :obj:`dim`, on the device of :obj:`x`."""
+    check_integer_vector(name, index)
+    num_rows = x.size(dim)
+    if index.numel() != num_rows:
+        raise ValueError(f"'{name}' has {index.numel()} entries but 'x' has "
+                         f"{num_rows} rows along dim {dim}; they must match")
+    if index.device != x.device:
+        raise ValueError(f"'{name}' is on {index.device} but 'x' is on "
+                         f"{x.device}")
+
+
+def check_ptr(ptr: Any, x: Tensor, dim_size: Optional[int]) -> int:
+    r"""Raises unless :obj:`ptr` is an integer vector of at least one entry
+    on the device of :obj:`x` that agrees with :obj:`dim_size` (where
+    given); returns the number of sets it describes."""
+    check_integer_vector('ptr', ptr)
+    if ptr.numel() < 1:
+        raise ValueError("'ptr' must hold at least one entry (ptr[0] = 0)")
+    if ptr.device != x.device:
+        raise ValueError(f"'ptr' is on {ptr.device} but 'x' is on "
+                         f"{x.device}")
+    num_sets = ptr.numel() - 1
+    if dim_size is not None and dim_size != num_sets:
+        raise ValueError(f"'dim_size' is {dim_size} but 'ptr' has "
+                         f"{ptr.numel()} entries, i.e. {num_sets} sets")
+    return num_sets
+
+
+def check_id_range(name: str, lo: int, hi: int,
+                   dim_size: Optional[int]) -> None:
+    r"""Raises unless the set ids in :math:`[lo, hi]` are non-negative and
+    below :obj:`dim_size` (where given)."""
+    if lo < 0:
+        raise ValueError(f"'{name}' holds the negative set id {lo}; set ids "
+                         f"must be 0, 1, ..., B - 1 (relabel arbitrary ids "
+                         f"with torch.unique({name}, return_inverse=True)[1])")
+    if dim_size is not None and hi >= dim_size:
+        raise ValueError(f"'{name}' holds set ids in [{lo}, {hi}] but "
+                         f"'dim_size' is {dim_size}; ids must lie in "
+                         f"[0, {dim_size - 1}] (pass dim_size={hi + 1} or "
+                         f"more, or leave it out)")
+
+
+def id_range(index: Tensor) -> Tuple[int, int]:
+    r"""The smallest and largest set id of a non-empty :obj:`index`, in
+    one read."""
+    lo, hi = torch.stack(torch.aminmax(index)).tolist()
+    return lo, hi
+
+
+def check_ptr_values(ptr: Tensor, num_rows: int, index: Optional[Tensor],
+                     index_name: str) -> None:
+    r"""Raises unless :obj:`ptr` starts at 0, ends at :obj:`num_rows`, never
+    decreases and, where :obj:`index` is given too, describes its sets
+    (reads values)."""
+    first, last = int(ptr[0]), int(ptr[-1])
+    if first != 0 or last != num_rows:
+        raise ValueError(f"'ptr' must start at 0 and end at the number of "
+                         f"rows of 'x' ({num_rows}) (got ptr[0] = {first}, "
+                         f"ptr[-1] = {last})")
+    if ptr.numel() > 1 and bool((ptr[1:] < ptr[:-1]).any()):
+        shown = ptr.tolist() if ptr.numel() <= 20 else ptr
+        raise ValueError(f"'ptr' must be non-decreasing (got {shown})")
+    if index is not None and not torch.equal(index,
+                                             ptr_to_index(ptr, num_rows)):
+        raise ValueError(f"'{index_name}' and 'ptr' describe different sets; "
+                         f"pass only one of them")
