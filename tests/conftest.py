@@ -50,6 +50,7 @@ def kernel_path(request, monkeypatch):
     read values) and, on the same CPU tensors, the device path that GPU
     tensors and compiled graphs take (no value is read back)."""
     if request.param == 'device':
-        paths = importlib.import_module('torch_geometric_deepsets._kernels.paths')
+        paths = importlib.import_module(
+            'torch_geometric_deepsets._kernels.paths')
         monkeypatch.setattr(paths, 'host_path', lambda tensor: False)
     return request.param

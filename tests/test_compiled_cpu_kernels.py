@@ -1,7 +1,7 @@
 r"""The custom operators that compiled CPU graphs use for max pooling and
-the pooled affine layer (see ``_kernels.paths.cpu_graph``): their registrations,
-and the property they exist for, that a compiled training step keeps no
-boolean ReLU mask for its backward pass."""
+the pooled affine layer (see ``_kernels.paths.cpu_graph``): their
+registrations, and the property they exist for, that a compiled training
+step keeps no boolean ReLU mask for its backward pass."""
 import pytest
 import torch
 

@@ -10,8 +10,8 @@ from torch_geometric.nn import aggr as A
 from torch_geometric.nn.aggr import MultiAggregation, SumAggregation
 from torch_geometric_deepsets import DeepSetsInvariant, pool, resolve_aggr
 from torch_geometric_deepsets.checks import value_checks_enabled
+from torch_geometric_deepsets.grouping import resolve_sets
 from torch_geometric_deepsets.pool import pooled_width
-from torch_geometric_deepsets.sets import resolve_sets
 
 
 def test_pool_hand_computed(toy):

@@ -29,26 +29,41 @@ def value_checks_enabled(tensor: Tensor) -> bool:
         and not torch.compiler.is_compiling())
 
 
+def is_int(value: Any) -> bool:
+    r"""Whether :obj:`value` is an integer (a Python or NumPy integer), not
+    a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real(value: Any) -> bool:
+    r"""Whether :obj:`value` is a real number (an integer or a float), not
+    a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def check_int(name: str, value: Any, minimum: int = 1,
-              maximum: Optional[int] = None, lazy: bool = False) -> int:
+              maximum: Optional[int] = None, lazy: bool = False,
+              bound: Optional[str] = None) -> int:
     r"""Returns :obj:`value` as an :obj:`int` if it is an integer (a Python
     or NumPy integer, not a bool) in :obj:`[minimum, maximum]`, or :obj:`-1`
     for a :obj:`lazy` width (found at the first call). A symbolic integer
     (a size traced by :func:`torch.compile`) is returned as it is.
+    :obj:`bound` words the bounds in the messages, where the default
+    wording does not fit.
 
     Raises:
         TypeError: if :obj:`value` is not an integer.
         ValueError: if it lies outside the bounds.
     """
-    if maximum is not None:
-        bound = f'an int in [{minimum}, {maximum}]'
-    else:
-        bound = 'a positive int' if minimum == 1 else \
-            f'an int >= {minimum}'
     if isinstance(value, torch.SymInt):
         return value
+    if bound is None and maximum is not None:
+        bound = f'an int in [{minimum}, {maximum}]'
+    elif bound is None:
+        bound = {0: 'a non-negative int', 1: 'a positive int'}.get(
+            minimum, f'an int >= {minimum}')
     hint = ', or -1 to find it at the first call' if lazy else ''
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if not is_int(value):
         raise TypeError(f"'{name}' must be {bound}{hint} "
                         f"(got {type(value).__name__} {value!r})")
     value = int(value)
@@ -60,8 +75,7 @@ def check_int(name: str, value: Any, minimum: int = 1,
 
 def check_dropout(dropout: Any, name: str = 'dropout') -> None:
     r"""Raises unless :obj:`dropout` is a probability in :math:`[0, 1)`."""
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) \
-            or not 0.0 <= dropout < 1.0:
+    if not is_real(dropout) or not 0.0 <= dropout < 1.0:
         raise ValueError(f"'{name}' must lie in [0, 1) (got {dropout!r})")
 
 
@@ -110,7 +124,7 @@ def check_x(x: Any, name: str = 'x', channels: Optional[int] = None,
     if matrix and x.dim() != 2:
         raise ValueError(f"'{name}' must be a matrix [num_elements, "
                          f"num_features] (got shape {tuple(x.shape)})")
-    if isinstance(dim, bool) or not isinstance(dim, int):
+    if not is_int(dim):
         raise TypeError(f"'dim' must be an int (got {type(dim).__name__})")
     if not -x.dim() <= dim < x.dim() or (not any_dim and
                                          dim % x.dim() == x.dim() - 1):
@@ -121,7 +135,7 @@ def check_x(x: Any, name: str = 'x', channels: Optional[int] = None,
     if channels is not None and channels > 0 and x.size(-1) != channels:
         raise ValueError(f"'{name}' has {x.size(-1)} features per element "
                          f"but the model expects {channels}")
-    return dim % x.dim()
+    return int(dim) % x.dim()
 
 
 def check_dtype(x: Tensor, module: Optional[torch.nn.Module]) -> None:
@@ -160,7 +174,7 @@ def check_dtype(x: Tensor, module: Optional[torch.nn.Module]) -> None:
 def check_dim_size(dim_size: Any) -> int:
     r"""Raises unless :obj:`dim_size`, the number of sets, is an int
     :math:`\geq 0`."""
-    return check_int('dim_size', dim_size, minimum=0)
+    return check_int('dim_size', dim_size, minimum=0, bound='an int >= 0')
 
 
 def check_set_ids(name: str, index: Any, x: Tensor, dim: int) -> None:
@@ -232,3 +246,56 @@ def check_ptr_values(ptr: Tensor, num_rows: int, index: Optional[Tensor],
                                              ptr_to_index(ptr, num_rows)):
         raise ValueError(f"'{index_name}' and 'ptr' describe different sets; "
                          f"pass only one of them")
+
+
+# The context of conditioned models ##########################################
+
+
+def check_context(context: Any, num_sets: int, channels: Optional[int],
+                  x: Tensor, dim: int = -2, lazy: bool = False,
+                  index_name: str = 'batch') -> None:
+    r"""Raises unless :obj:`context` holds one row of :obj:`channels`
+    features (any number where :obj:`channels` is :obj:`None`: a lazy
+    width not yet known), of the dtype of :obj:`x`, for each of the
+    :obj:`num_sets` sets: shape :math:`[B, C]`, or :math:`[*, B, C]` with
+    the leading dimensions of :obj:`x` (all but the elements' :obj:`dim`
+    and the features)."""
+    shown = 'context_channels' if channels is None else channels
+    if context is None:
+        raise ValueError(f"This model takes a per-set 'context' "
+                         f"[num_sets, {shown}] as its second argument: call "
+                         f"model(x, context, {index_name})")
+    if not isinstance(context, Tensor):
+        raise TypeError(f"'context' must be a torch.Tensor "
+                        f"(got {type(context).__name__})")
+    if not (context.dtype.is_floating_point or context.dtype.is_complex) \
+            and context.dim() == 1:
+        raise TypeError(f"'context' is a vector of {context.dtype} values, "
+                        f"which looks like the set ids: the context comes "
+                        f"second, model(x, context, {index_name})")
+    if context.dtype != x.dtype:
+        raise TypeError(f"'context' is {context.dtype} but 'x' is {x.dtype}; "
+                        f"convert with context.to({x.dtype})")
+    leading = tuple(x.movedim(dim, -2).shape[:-2])
+    if context.dim() < 2 or (context.dim() > 2 and
+                             tuple(context.shape[:-2]) != leading):
+        raise ValueError(f"'context' must be a matrix [num_sets, "
+                         f"context_channels] = [{num_sets}, {shown}] (or "
+                         f"with the leading dimensions {leading} of 'x') "
+                         f"(got shape {tuple(context.shape)}); for one set "
+                         f"use context.view(1, -1)")
+    rows = context.size(-2)
+    if torch.compiler.is_compiling():
+        # A set count read from the ids is not known while tracing: assert
+        # it at run time instead of guarding on it.
+        torch._check(rows == num_sets)
+    elif rows != num_sets:
+        raise ValueError(f"'context' has {rows} rows but the batch holds "
+                         f"{num_sets} sets; give one context row per set, "
+                         f"shape [{num_sets}, {shown}] (pass 'dim_size' when "
+                         f"trailing sets are empty, as '{index_name}' alone "
+                         f"cannot show them)")
+    if channels is not None and context.size(-1) != channels:
+        found = ' (found at the first call)' if lazy else ''
+        raise ValueError(f"'context' has {context.size(-1)} features but "
+                         f"'context_channels' is {channels}{found}")

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from torch_geometric.utils import cumsum, to_dense_batch
-from torch_geometric_deepsets.sets import resolve_sets
+from torch_geometric_deepsets.grouping import resolve_sets
 
 
 class DenseSets(NamedTuple):

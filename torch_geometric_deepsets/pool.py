@@ -28,7 +28,7 @@ from torch_geometric.nn.aggr import (
 from torch_geometric.nn.resolver import aggregation_resolver
 from torch_geometric_deepsets._kernels import segment_pool
 from torch_geometric_deepsets._kernels.paths import use_torch_scatter
-from torch_geometric_deepsets.sets import element_index, resolve_sets
+from torch_geometric_deepsets.grouping import element_index, resolve_sets
 
 AggrType = Union[str, List[str], Aggregation, List[Aggregation], None]
 

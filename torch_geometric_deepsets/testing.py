@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import torch
 from torch import Tensor
 
-from torch_geometric_deepsets.sets import resolve_sets
+from torch_geometric_deepsets.grouping import resolve_sets
 
 #: Default :obj:`(atol, rtol)` per dtype; float32 is loose enough for the
 #: reordered sums of scatter reductions over a few thousand rows.

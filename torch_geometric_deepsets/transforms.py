@@ -27,6 +27,7 @@ import torch
 
 from torch_geometric.data import Data
 from torch_geometric.transforms import BaseTransform
+from torch_geometric_deepsets.checks import is_real
 
 # Connectivity that a set has no use for; `Data.edge_attrs()` adds any other
 # edge-level attribute of the object at hand.
@@ -149,8 +150,7 @@ class RandomAxisScale(BaseTransform):
     """
     def __init__(self, scales: Tuple[float, float] = (0.8, 1.25)) -> None:
         if not isinstance(scales, Sequence) or len(scales) != 2 or not all(
-                isinstance(s, (int, float)) and not isinstance(s, bool)
-                for s in scales):
+                is_real(s) for s in scales):
             raise ValueError(f"'scales' must be a pair (a, b) of numbers "
                              f"(got {scales!r})")
         low, high = float(scales[0]), float(scales[1])

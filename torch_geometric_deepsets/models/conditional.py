@@ -25,10 +25,10 @@ from torch_geometric_deepsets.models.mlp import (
     run,
 )
 from torch_geometric_deepsets.pool import AggrType, pooled_width, resolve_aggr
-from torch_geometric_deepsets.sets import SetModule
+from torch_geometric_deepsets.sets import ConditionedSetModule
 
 
-class DeepSetsConditional(SetModule):
+class DeepSetsConditional(ConditionedSetModule):
     r"""A Deep Sets model conditioned on a per-set context :math:`\mathbf{z}_s`
     (the :math:`\phi(\mathbf{x}_m \mid \mathbf{z})` of the `"Deep Sets"
     <https://arxiv.org/abs/1703.06114>`_ paper):
@@ -91,7 +91,6 @@ class DeepSetsConditional(SetModule):
           boundaries :math:`(B + 1)`
         - **output:** :math:`(*, B, F_{out})`
     """
-    takes_context = True
     #: The context is gathered to the rows of a matrix.
     folds_leading_dims = True
 

@@ -18,7 +18,11 @@ from torch_geometric_deepsets.models.mlp import (
     stack_options,
 )
 from torch_geometric_deepsets.pool import AggrType, apply_aggr, resolve_aggr
-from torch_geometric_deepsets.sets import SetModule, call_validated
+from torch_geometric_deepsets.sets import (
+    ConditionedSetModule,
+    SetModule,
+    call_validated,
+)
 
 
 class _EquivariantStack(SetModule):
@@ -178,7 +182,8 @@ class DeepSetsEquivariant(_EquivariantStack):
         return self._run(x, None, batch, ptr, dim_size, dim)
 
 
-class DeepSetsConditionalEquivariant(_EquivariantStack):
+class DeepSetsConditionalEquivariant(_EquivariantStack,
+                                     ConditionedSetModule):
     r"""The stack of :class:`DeepSetsEquivariant` conditioned on a per-set
     context :math:`\mathbf{z}_s` (the :math:`\phi(\mathbf{x}_m \mid
     \mathbf{z})` of the `"Deep Sets" <https://arxiv.org/abs/1703.06114>`_
@@ -223,7 +228,6 @@ class DeepSetsConditionalEquivariant(_EquivariantStack):
         - **output:** :math:`(*, N, F_{out})`, or :math:`(*, B, F_{out}')`
           with :obj:`readout`
     """
-    takes_context = True
     #: The context is gathered to the rows of a matrix.
     folds_leading_dims = True
 

@@ -1,5 +1,6 @@
 from typing import Any, Dict, Optional
 
+import torch
 from torch import Tensor
 
 from torch_geometric.nn.inits import reset
@@ -97,6 +98,9 @@ class DeepSetsInvariant(SetAggregation):
     #: Pooling alone runs on :obj:`ptr`; the set ids are built only where
     #: phi's normalisation or the aggregation needs them.
     needs_index = False
+
+    def input_layer(self) -> torch.nn.Module:
+        return self.phi
 
     def elements_along_any_dim(self) -> bool:
         # Without a known input width phi is not known to read the last

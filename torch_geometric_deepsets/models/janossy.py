@@ -431,6 +431,9 @@ class JanossyPooling(SetAggregation):
         reset(self.rho)
         self.aggr_module.reset_parameters()
 
+    def input_layer(self) -> torch.nn.Module:
+        return self.phi
+
     def forward(self, x: Tensor, index: Optional[Tensor] = None,
                 ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
                 dim: int = -2, max_num_elements: Optional[int] = None
@@ -551,6 +554,9 @@ class JanossyPiSGD(SetAggregation):
         r"""Resets all learnable parameters of the module."""
         reset(self.phi)
         reset(self.rho)
+
+    def input_layer(self) -> torch.nn.Module:
+        return self.phi
 
     def forward(self, x: Tensor, index: Optional[Tensor] = None,
                 ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,

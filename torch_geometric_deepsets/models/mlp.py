@@ -9,7 +9,8 @@ from torch import Tensor
 from torch_geometric.nn import MLP
 from torch_geometric.nn.aggr import Aggregation
 from torch_geometric.nn.dense.linear import Linear as PygLinear
-from torch_geometric_deepsets.sets import element_index
+from torch_geometric_deepsets.checks import is_int
+from torch_geometric_deepsets.grouping import element_index
 
 ModuleSpec = Union[Sequence[int], torch.nn.Module]
 ActType = Union[str, torch.nn.Module, None]
@@ -24,7 +25,7 @@ def check_channels(spec: Sequence[int], name: str) -> List[int]:
     (found at the first call, as PyG's :class:`MLP` does)."""
     channels = list(spec) if isinstance(spec, (list, tuple)) else spec
     ok = isinstance(channels, list) and len(channels) >= 2 and all(
-        isinstance(c, int) and not isinstance(c, bool) for c in channels)
+        is_int(c) for c in channels)
     if ok:
         ok = (channels[0] > 0 or channels[0] == -1) and all(
             c > 0 for c in channels[1:])
@@ -32,7 +33,7 @@ def check_channels(spec: Sequence[int], name: str) -> List[int]:
         raise ValueError(f"'{name}' as a channel list needs at least two "
                          f"ints [in, ..., out], all positive except a lazy "
                          f"input width of -1 (got {channels})")
-    return channels
+    return [int(c) for c in channels]
 
 
 class SplitMLP(torch.nn.Module):
