@@ -77,8 +77,8 @@ from torch_geometric.nn.aggr import (
 from torch_geometric.utils import degree
 from torch_geometric_deepsets._kernels import segment_sum
 from torch_geometric_deepsets.models import DeepSetsInvariant
-from torch_geometric_deepsets.models.fused import affine_last, fused_reduce
 from torch_geometric_deepsets.models.mlp import SplitMLP
+from torch_geometric_deepsets.models.phi_pool import affine_last, fused_reduce
 from torch_geometric_deepsets.pool import AggrType, resolve_aggr
 
 Chunk = Union[Tensor, Tuple[Tensor, Tensor], Any]

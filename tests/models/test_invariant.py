@@ -17,8 +17,8 @@ from torch_geometric.nn.aggr import (
 from torch_geometric.nn.dense.linear import Linear as PygLinear
 from torch_geometric.utils import scatter
 from torch_geometric_deepsets import DeepSetsInvariant, pool
-from torch_geometric_deepsets.models.fused import fused_reduce
 from torch_geometric_deepsets.models.mlp import SplitMLP
+from torch_geometric_deepsets.models.phi_pool import fused_reduce
 from torch_geometric_deepsets.testing import assert_permutation_invariant
 
 

@@ -7,7 +7,10 @@ import torch
 from tests.helpers import Count
 from torch_geometric.nn import MLP
 from torch_geometric_deepsets import DeepSetsInvariant
-from torch_geometric_deepsets.models.mlp import relu_stack, relu_stack_applies
+from torch_geometric_deepsets.models.relu_stack import (
+    relu_stack,
+    relu_stack_applies,
+)
 
 CASES = [
     # channels, plain_last, bias: a narrow first layer takes its bias as an

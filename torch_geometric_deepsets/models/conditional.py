@@ -11,18 +11,20 @@ from torch_geometric_deepsets.models.context import (
     check_fusion,
     joins_after_first_layer,
 )
-from torch_geometric_deepsets.models.fused import phi_pool
 from torch_geometric_deepsets.models.mlp import (
     ActType,
     ModuleSpec,
     build_phi,
     build_rho,
     check_channels,
+    run,
+)
+from torch_geometric_deepsets.models.phi_pool import phi_pool
+from torch_geometric_deepsets.models.widths import (
     check_rho_input,
     first_linear,
     in_channels_of,
     out_channels_of,
-    run,
 )
 from torch_geometric_deepsets.pool import AggrType, pooled_width, resolve_aggr
 from torch_geometric_deepsets.sets import ConditionedSetModule

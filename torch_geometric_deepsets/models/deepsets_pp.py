@@ -8,7 +8,7 @@ from torch_geometric.nn.norm import LayerNorm
 from torch_geometric.nn.resolver import activation_resolver
 from torch_geometric_deepsets.checks import check_dropout, check_int
 from torch_geometric_deepsets.layers import PermutationEquivariantLayer
-from torch_geometric_deepsets.models.mlp import stack_options
+from torch_geometric_deepsets.models.equivariant import stack_options
 from torch_geometric_deepsets.pool import AggrType, apply_aggr, resolve_aggr
 from torch_geometric_deepsets.sets import SetModule, call_validated
 

@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from torch_geometric.nn.aggr import Aggregation
 from torch_geometric.nn.resolver import activation_resolver
 from torch_geometric_deepsets.checks import check_dropout, check_int
 from torch_geometric_deepsets.layers import PermutationEquivariantLayer
@@ -12,17 +13,28 @@ from torch_geometric_deepsets.models.context import (
     check_fusion,
     joins_after_first_layer,
 )
-from torch_geometric_deepsets.models.mlp import (
-    ActType,
-    check_channels,
-    stack_options,
-)
+from torch_geometric_deepsets.models.mlp import ActType, check_channels
 from torch_geometric_deepsets.pool import AggrType, apply_aggr, resolve_aggr
 from torch_geometric_deepsets.sets import (
     ConditionedSetModule,
     SetModule,
     call_validated,
 )
+
+
+def stack_options(act: Optional[torch.nn.Module], dropout: float,
+                  readout: Optional[Aggregation] = None) -> str:
+    r"""The options of a stack of equivariant layers that differ from the
+    defaults, as :meth:`__repr__` shows them: the readout, an activation
+    other than ReLU, dropout."""
+    extra = ''
+    if readout is not None:
+        extra += f', readout={readout}'
+    if type(act) is not torch.nn.ReLU:
+        extra += f', act={act}'
+    if dropout > 0:
+        extra += f', dropout={dropout}'
+    return extra
 
 
 class _EquivariantStack(SetModule):

@@ -5,12 +5,14 @@ from torch import Tensor
 
 from torch_geometric.nn.inits import reset
 from torch_geometric_deepsets.checks import check_dropout
-from torch_geometric_deepsets.models.fused import phi_pool
 from torch_geometric_deepsets.models.mlp import (
     ActType,
     ModuleSpec,
     build_phi,
     build_rho,
+)
+from torch_geometric_deepsets.models.phi_pool import phi_pool
+from torch_geometric_deepsets.models.widths import (
     check_rho_input,
     in_channels_of,
     out_channels_of,

@@ -13,7 +13,8 @@ from torch_geometric.nn.aggr import (
     SumAggregation,
 )
 from torch_geometric_deepsets._kernels import pool_affine
-from torch_geometric_deepsets.models.mlp import AFFINE, SplitMLP, run
+from torch_geometric_deepsets.models.mlp import SplitMLP, run
+from torch_geometric_deepsets.models.widths import AFFINE
 from torch_geometric_deepsets.pool import apply_aggr
 
 
