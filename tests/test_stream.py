@@ -364,9 +364,11 @@ def test_bad_input_gets_clear_errors():
         stream_encode(torch.nn.Linear(3, 3), [torch.randn(3, 3)])
     with pytest.raises(TypeError, match='every chunk must be a tensor'):
         stream_encode(model, [{'x': torch.randn(3, 3)}])
-    with pytest.raises(ValueError, match="one set id per row of 'x'"):
+    with pytest.raises(ValueError, match="'batch' has 2 entries but 'x' has 3 "
+                       "rows"):
         stream_encode(model, [(torch.randn(3, 3), torch.zeros(2).long())])
-    with pytest.raises(ValueError, match='out of range for dim_size=2'):
+    with pytest.raises(ValueError, match=r"'batch' holds set ids in \[0, 2\] "
+                       r"but 'dim_size' is 2"):
         stream_encode(model, [(torch.randn(3, 3), torch.tensor([0, 1, 2]))],
                       dim_size=2)
     with pytest.raises(ValueError, match='no rows were seen'):

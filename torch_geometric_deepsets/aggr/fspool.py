@@ -8,6 +8,10 @@ from torch.nn.parameter import UninitializedParameter
 from torch_geometric.nn.dense.linear import is_uninitialized_parameter
 from torch_geometric.utils import cumsum
 from torch_geometric_deepsets._kernels import segment_pool, set_counts
+from torch_geometric_deepsets.aggr.capabilities import (
+    SORTS,
+    declare_not_streamable,
+)
 from torch_geometric_deepsets.checks import check_int
 from torch_geometric_deepsets.sets import SetAggregation
 
@@ -127,3 +131,6 @@ class FSPool(SetAggregation):
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.in_channels}, '
                 f'num_pieces={self.num_pieces})')
+
+
+declare_not_streamable(SORTS, FSPool)

@@ -8,6 +8,10 @@ from torch.nn.utils.rnn import PackedSequence
 from torch_geometric.nn.inits import reset
 from torch_geometric.utils import cumsum
 from torch_geometric_deepsets._kernels import set_counts
+from torch_geometric_deepsets.aggr.capabilities import (
+    SEQUENCES,
+    declare_not_streamable,
+)
 from torch_geometric_deepsets.checks import check_dropout, check_int
 from torch_geometric_deepsets.models.mlp import (
     ModuleSpec,
@@ -635,3 +639,6 @@ class JanossyPiSGD(SetAggregation):
         return (f'{self.__class__.__name__}(phi={self.phi}, rho={self.rho}, '
                 f'k={self.k}, num_samples={self.num_samples}, '
                 f'num_eval_samples={self.num_eval_samples})')
+
+
+declare_not_streamable(SEQUENCES, JanossyPooling, JanossyPiSGD)
