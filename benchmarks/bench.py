@@ -48,8 +48,9 @@ from torch_geometric_deepsets import (
     PermutationEquivariantLayer,
     to_dense,
 )
-from torch_geometric_deepsets._kernels import segment_pool, use_torch_scatter
-from torch_geometric_deepsets.models.janossy import (
+from torch_geometric_deepsets._kernels import segment_pool
+from torch_geometric_deepsets._kernels.paths import use_torch_scatter
+from torch_geometric_deepsets.models.tuples import (
     enumerate_tuples,
     gather_tuples,
 )

@@ -15,7 +15,7 @@ from torch_geometric_deepsets import (
     JanossyPiSGD,
     JanossyPooling,
 )
-from torch_geometric_deepsets.models.janossy import (
+from torch_geometric_deepsets.models.tuples import (
     enumerate_tuples,
     gather_tuples,
     num_tuples,
