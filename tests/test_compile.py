@@ -114,9 +114,9 @@ def test_exports_with_dynamic_elements_and_sets(case):
 
 
 def test_recurrent_pisgd_is_an_upstream_limit():
-    # Dynamo does not trace torch.nn.GRU/LSTM/RNN (torch 2.13): the README
-    # lists JanossyPiSGD without k as eager only. When this starts to
-    # compile, update the README and move the case into the matrix.
+    # Dynamo does not trace torch.nn.GRU/LSTM/RNN here: the README lists
+    # JanossyPiSGD without k as eager only. When this starts to compile,
+    # update the README and move the case into the matrix.
     model = T.JanossyPiSGD(torch.nn.GRU(F, 8), [8, 2])
     x, batch = torch.randn(6, F), torch.tensor([0, 0, 1, 1, 1, 2])
     compiled = torch.compile(model, fullgraph=True, dynamic=True,
@@ -124,6 +124,20 @@ def test_recurrent_pisgd_is_an_upstream_limit():
     with pytest.raises(torch._dynamo.exc.Unsupported, match='RNN, GRU, or '
                        'LSTM'):
         compiled(x, batch)
+
+
+def test_inductor_fails_on_a_dynamic_randperm():
+    # JanossyPiSGD shuffles rows by an argsort of uniform keys because
+    # inductor fails on this randperm with dynamic shapes. When this test
+    # fails, randperm compiles: JanossyPiSGD.sample may use it.
+    def shuffle(x, index):
+        order = torch.randperm(index.numel())
+        order = order[torch.argsort(index[order], stable=True)]
+        return x.index_select(0, order)
+
+    compiled = torch.compile(shuffle, fullgraph=True, dynamic=True)
+    with pytest.raises(torch._dynamo.exc.BackendCompilerFailed):
+        compiled(torch.randn(7, 3), torch.tensor([0, 2, 1, 1, 0, 2, 2]))
 
 
 @pytest.mark.parametrize('aggr', [

@@ -111,7 +111,8 @@ def pooled_width(aggr: Aggregation, in_channels: Optional[int]
 
 
 #: The PyG aggregations that need rows grouped by set (they pad sets densely
-#: through :meth:`Aggregation.to_dense_batch`); pinned by a test.
+#: through :meth:`Aggregation.to_dense_batch`; pinned by
+#: ``test_sorted_input_lists_every_aggregation_that_pads_sets``).
 SORTED_INPUT = (SortAggregation, GraphMultisetTransformer,
                 SetTransformerAggregation, LSTMAggregation, GRUAggregation,
                 MLPAggregation, LCMAggregation, PatchTransformerAggregation)

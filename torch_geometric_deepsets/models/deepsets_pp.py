@@ -19,7 +19,8 @@ def _norm(norm: Optional[str], channels: int) -> Optional[LayerNorm]:
     r"""Set norm is PyG's :class:`~torch_geometric.nn.norm.LayerNorm` in
     :obj:`"graph"` mode: with a batch vector it standardises each set over
     all its elements and features together and applies a per-feature affine
-    map, exactly the set norm of DeepSets++ (pinned by a test). It must
+    map, exactly the set norm of DeepSets++
+    (``test_pyg_layer_norm_in_graph_mode_is_set_norm``). It must
     always get the batch vector: without one it divides by
     :math:`\sigma + \epsilon` instead of :math:`\sqrt{\sigma^2 + \epsilon}`,
     whose gradient is not finite for a constant set."""

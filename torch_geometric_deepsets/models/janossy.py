@@ -254,8 +254,9 @@ class JanossyPiSGD(SetAggregation):
     :class:`~torch.nn.utils.rnn.PackedSequence` directly (no padding). The
     packed lengths live on the host, as PyTorch's recurrent layers require:
     that variant reads the set sizes back (a device sync) and does not
-    compile: dynamo does not trace PyTorch's recurrent layers (torch 2.13),
-    so :func:`torch.compile` with :obj:`fullgraph=True` raises. The
+    compile where dynamo does not trace PyTorch's recurrent layers (the
+    torch versions :doc:`/howto/compile` lists), so :func:`torch.compile`
+    with :obj:`fullgraph=True` raises there. The
     :obj:`k` variant has no data-dependent shape and compiles.
 
     Args:
@@ -347,9 +348,9 @@ class JanossyPiSGD(SetAggregation):
         x = x.repeat(num_samples, 1)
         num_sets = num_samples * num_sets
 
-        # Rows grouped by set, in random order within each set.
-        # (argsort of uniform keys: inductor fails on randperm with dynamic
-        # shapes in torch 2.13)
+        # Rows grouped by set, in random order within each set. An argsort
+        # of uniform keys, not randperm, which inductor fails to compile
+        # with dynamic shapes (test_inductor_fails_on_a_dynamic_randperm).
         shuffled = torch.argsort(
             torch.rand(index.numel(), device=index.device))
         order = shuffled[torch.argsort(index[shuffled], stable=True)]

@@ -137,7 +137,8 @@ def _build(cls: type, spec: ModuleSpec, name: str, act: ActType,
 
 def _uses_batch(module: torch.nn.Module) -> bool:
     r"""Whether PyG's :class:`MLP` passes the batch vector to the
-    normalisation layers of :obj:`module` (pinned by a test)."""
+    normalisation layers of :obj:`module` (pinned by
+    ``test_mlp_passes_the_batch_vector_to_norms_that_take_it``)."""
     if isinstance(module, SplitMLP):
         module = module.body
     return isinstance(module, MLP) and module.supports_norm_batch

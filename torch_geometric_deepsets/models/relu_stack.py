@@ -31,7 +31,7 @@ def relu_stack_applies(mlp: torch.nn.Module) -> bool:
     initialised PyG :class:`Linear` layers with a :class:`~torch.nn.ReLU`
     activation, no normalisation, no dropout in training, and no hooks or
     instance-level :meth:`forward` that would expect to see its layers
-    called (pinned by a test)."""
+    called (pinned by ``tests/models/test_relu_stack.py``)."""
     if type(mlp) is not MLP or type(mlp.act) is not torch.nn.ReLU:
         return False
     if any(type(norm) is not torch.nn.Identity for norm in mlp.norms):

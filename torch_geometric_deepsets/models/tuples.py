@@ -229,9 +229,8 @@ def gather_tuples(x: Tensor, index: Tensor, slots: Tensor, dim: int,
     One :meth:`~torch.Tensor.index_select` of all :math:`Tk` slots, read
     as :math:`T` rows of :math:`kF` features: an empty slot selects a zero
     row appended to :obj:`x`, so there is no mask and no concatenation of
-    slot features (a slot-by-slot gather with masks was the largest part
-    of a :math:`k = 3` step; ``benchmarks/bench.py --sections janossy``
-    measures the share left)."""
+    slot features (:doc:`/benchmarks` measures the share of a step spent
+    forming tuples)."""
     x = x.movedim(dim, -2)
     if tuples == 'combinations':
         x = sort_within_sets(x, index)
@@ -240,12 +239,11 @@ def gather_tuples(x: Tensor, index: Tensor, slots: Tensor, dim: int,
         x = x.index_select(-2, torch.argsort(index, stable=True))
     x = torch.cat([x, x.new_zeros(x.shape[:-2] + (1, x.size(-1)))], dim=-2)
     channels = x.size(-1)
-    # Unflatten, not view(..., T, kF): inductor (torch 2.13) compiles that
-    # view of an unbacked tuple count T as if T were 1.
+    # The tuple count T comes from the data (unbacked under compile): the
+    # gathered rows take the shape of slots.
     if channels < NARROW_ROWS:
-        # The backward of a row gather (index_add of T k rows) is 3-8x
-        # slower than that of a gather of single values for rows of 2-8
-        # features on CPU (torch 2.13), and faster from 16 on.
+        # Narrow rows: the backward of a row gather (an index_add of T k
+        # short rows) is slower than that of a gather of single values.
         values = slots.unsqueeze(-1) * channels + torch.arange(
             channels, device=slots.device)
         out = x.flatten(-2).index_select(-1, values.view(-1))
