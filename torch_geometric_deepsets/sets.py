@@ -38,6 +38,8 @@ from torch_geometric_deepsets.checks import check_context, check_dtype
 from torch_geometric_deepsets.grouping import element_index, resolve_sets
 from torch_geometric_deepsets.leading import fold_leading, unfold_leading
 
+__all__ = ['SetModule', 'SetAggregation', 'ConditionedSetModule']
+
 _FAMILY = {'index': 'PyG aggregations', 'batch': "PyG's readouts"}
 
 #: The arguments every :meth:`forward` takes, documented once and appended

@@ -15,6 +15,9 @@ from torch import Tensor
 
 from torch_geometric_deepsets.grouping import resolve_sets
 
+__all__ = ['assert_permutation_invariant', 'assert_permutation_equivariant',
+           'permutation_error', 'random_set_permutation', 'TOLERANCES']
+
 #: Default :obj:`(atol, rtol)` per dtype; float32 is loose enough for the
 #: reordered sums of scatter reductions over a few thousand rows.
 TOLERANCES: Dict[torch.dtype, Tuple[float, float]] = {

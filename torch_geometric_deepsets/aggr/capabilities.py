@@ -25,7 +25,9 @@ ATTENTION = ('its attention compares every element with the others of its '
              'set, so it needs the whole set at once')
 #: Why an aggregation that declares nothing cannot stream.
 UNDECLARED = ('it is not one of the poolings whose per-set state is a fixed '
-              'set of sums and running maxima')
+              'set of sums and running maxima (an aggregation of your own '
+              'streams once it declares its state with '
+              'torch_geometric_deepsets.aggr.declare_streaming)')
 
 
 def declare_streaming(*classes: Type[Aggregation]) -> Callable[[T], T]:

@@ -10,6 +10,7 @@ that does not grow with the set.
 """
 from torch_geometric_deepsets.stream.accumulator import SetAccumulator
 from torch_geometric_deepsets.stream.chunks import Chunks
+from torch_geometric_deepsets.stream.parts import StreamPart
 from torch_geometric_deepsets.stream.replay import stream_encode
 
-__all__ = ['Chunks', 'SetAccumulator', 'stream_encode']
+__all__ = ['Chunks', 'SetAccumulator', 'stream_encode', 'StreamPart']

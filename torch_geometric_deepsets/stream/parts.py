@@ -111,13 +111,19 @@ def _divisor(count: Tensor, like: Tensor) -> Tensor:
 
 
 class StreamPart:
-    r"""The streamed state of one decomposable pooling: its per-set tensors
-    (:obj:`fills`: name and starting value), how a chunk of rows updates
-    them (:meth:`update`, no autograd), how processes combine them
-    (:meth:`sync`), the summed statistics whose gradient autograd gives
-    (:meth:`sums`), each row's term of those sums (:meth:`rows`, with
-    autograd, for the second pass), and the pooled rows from the sums
-    (:meth:`finish`, with autograd)."""
+    r"""The streamed state of one decomposable pooling :obj:`aggr`.
+
+    A subclass names its per-set tensors in :attr:`fills` (name and
+    starting value; the first :attr:`num_sums` are summed statistics) and
+    writes :meth:`rows` and :meth:`finish`; a pooling that is not a plain
+    sum of row terms (a running extreme, an online softmax) also overrides
+    :meth:`update` and :meth:`sync`. Declare it for its aggregation classes
+    with :func:`~torch_geometric_deepsets.aggr.declare_streaming`.
+
+    Args:
+        aggr (Aggregation): The aggregation whose state this is.
+    """
+    #: The per-set tensors of the state: name and starting value.
     fills: Dict[str, float] = {}
     #: How many of the state's tensors (the first ones) are summed
     #: statistics.
@@ -128,25 +134,37 @@ class StreamPart:
 
     def update(self, state: Dict[str, Tensor], h: Tensor, index: Tensor,
                num_sets: int) -> None:
+        r"""Adds the rows :obj:`h` of the sets :obj:`index` to
+        :obj:`state` (no autograd): by default the per-set sums of
+        :meth:`rows`."""
         for name, rows in zip(self.fills, self.rows(state, h, index)):
             state[name] += segment_sum(rows, index, None, num_sets).to(
                 state[name].dtype)
 
     def sync(self, state: Dict[str, Tensor], group: Any) -> None:
+        r"""Combines :obj:`state` across the processes of :obj:`group`: by
+        default a sum of every tensor."""
         for name in self.fills:
             all_reduce(state[name], torch.distributed.ReduceOp.SUM, group)
 
     def sums(self, state: Dict[str, Tensor], dtype: torch.dtype
              ) -> List[Tensor]:
+        r"""The summed statistics in :obj:`dtype`, whose gradients the
+        second pass of :func:`~torch_geometric_deepsets.stream_encode`
+        sends back to the rows."""
         return [state[name].to(dtype)
                 for name in list(self.fills)[:self.num_sums]]
 
     def rows(self, state: Dict[str, Tensor], h: Tensor,
              index: Tensor) -> List[Tensor]:
+        r"""Each row's term of every summed statistic (differentiable in
+        :obj:`h`)."""
         raise NotImplementedError
 
     def finish(self, sums: List[Tensor], state: Dict[str, Tensor],
                count: Tensor) -> Tensor:
+        r"""The pooled rows from the summed statistics :obj:`sums` and the
+        set sizes :obj:`count` (differentiable in :obj:`sums`)."""
         raise NotImplementedError
 
 
