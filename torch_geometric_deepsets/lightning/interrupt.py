@@ -1,82 +1,12 @@
-r"""The callbacks of the set tasks' trainer: a line per epoch, and Ctrl-C
-that saves a checkpoint to resume from."""
+r"""Ctrl-C that stops training at a step boundary with a checkpoint to
+resume from."""
 import os.path as osp
 import signal
 import threading
-from typing import Any, Dict, List, Optional
+from typing import Any, Optional
 
 import lightning.pytorch as L
 from lightning.pytorch.callbacks import Callback
-
-
-def _print(trainer: L.Trainer, line: str) -> None:
-    bar = trainer.progress_bar_callback
-    if bar is not None and not bar.is_disabled:
-        bar.print(line)  # above the bar, which stays where it is
-    else:
-        print(line, flush=True)
-
-
-class EpochLog(Callback):
-    r"""One line per epoch with the logged metrics, and one per validation
-    in the middle of an epoch; it keeps them in :attr:`history`, which is
-    saved in every checkpoint, so a resumed run has the whole history."""
-    def __init__(self) -> None:
-        self.history: List[Dict[str, float]] = []
-        self._pending: Optional[Dict[str, float]] = None
-
-    def _flush(self, trainer: L.Trainer) -> None:
-        entry, self._pending = self._pending, None
-        if entry is None:
-            return
-        self.history.append(entry)
-        if trainer.is_global_zero:
-            shown = ', '.join(f'{k} {v:.4g}' for k, v in entry.items()
-                              if k not in ('epoch', 'step'))
-            _print(trainer, f"epoch {entry['epoch']} step {entry['step']}: "
-                   f'{shown}')
-
-    def _metrics(self, trainer: L.Trainer, prefix: str) -> Dict[str, float]:
-        return {k: float(v) for k, v in trainer.callback_metrics.items()
-                if k.startswith(prefix) and not k.endswith('_step')
-                and k != 'train_loss'}
-
-    def on_validation_end(self, trainer: L.Trainer,
-                          pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
-        self._pending = {'epoch': trainer.current_epoch,
-                         'step': trainer.global_step,
-                         **self._metrics(trainer, 'val_')}
-
-    def on_train_batch_start(self, trainer: L.Trainer,
-                             pl_module: L.LightningModule, batch: Any,
-                             batch_idx: int) -> None:
-        self._flush(trainer)  # a validation in the middle of the epoch
-
-    def on_train_epoch_end(self, trainer: L.Trainer,
-                           pl_module: L.LightningModule) -> None:
-        # The epoch-level values (train_loss_epoch) are computed by now.
-        train = self._metrics(trainer, 'train_')
-        entry = {'epoch': trainer.current_epoch,
-                 'step': trainer.global_step, **train}
-        if self._pending is not None and \
-                self._pending['step'] == trainer.global_step:
-            entry.update(self._pending)
-        else:
-            self._flush(trainer)
-        self._pending = entry
-        self._flush(trainer)
-
-    def on_fit_end(self, trainer: L.Trainer,
-                   pl_module: L.LightningModule) -> None:
-        self._flush(trainer)
-
-    def state_dict(self) -> Dict[str, Any]:
-        return {'history': self.history}
-
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
-        self.history = list(state['history'])
 
 
 class Interrupt(Callback):

@@ -1,4 +1,5 @@
-r"""The one :class:`~lightning.pytorch.LightningModule` of the set tasks."""
+r"""The :class:`~lightning.pytorch.LightningModule` of set regression and
+classification."""
 import contextlib
 from typing import Any, Callable, Dict, Optional, Sequence, Union
 
@@ -9,8 +10,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from torch_geometric.data import Batch
-
-from .models import import_path, locate
+from torch_geometric_deepsets.lightning.builders import import_path, locate
 
 LOSSES: Dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     'l1': F.l1_loss,
@@ -20,6 +20,9 @@ LOSSES: Dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 SCHEDULES = (None, 'one_cycle', 'multistep')
 #: The key of the task's class in a checkpoint (load_from_checkpoint).
 TASK_CLASS = 'set_task_class'
+#: Where checkpoints saved before the task moved into the package (from the
+#: repository's examples/set_task/) name it.
+_MOVED = {'set_task:SetTask': 'torch_geometric_deepsets.lightning:SetTask'}
 
 
 def _optimizers() -> Dict[str, type]:
@@ -175,7 +178,7 @@ class SetTask(L.LightningModule):
                            weights_only=True).get(TASK_CLASS)
         if hasattr(checkpoint_path, 'seek'):
             checkpoint_path.seek(0)  # a file object, read again below
-        target = cls if saved is None else locate(saved)
+        target = cls if saved is None else locate(_MOVED.get(saved, saved))
         if not (isinstance(target, type) and issubclass(target, cls)):
             raise TypeError(f"the checkpoint holds a {saved}, not a "
                             f"{cls.__name__}")
