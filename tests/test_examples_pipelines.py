@@ -9,10 +9,10 @@ import torch
 import torch_geometric.transforms as T
 from tests.example_scripts import assert_reloads
 from tests.example_scripts import load as load_example
-from tests.fake_datasets import write_modelnet
 from torch_geometric.data import Batch
 from torch_geometric.datasets import ModelNet
 from torch_geometric_deepsets import RandomAxisScale, ToSet
+from torch_geometric_deepsets.testing import write_modelnet
 
 pytest.importorskip('lightning')
 
