@@ -11,8 +11,11 @@ from lightning.pytorch.callbacks import Callback
 
 class Interrupt(Callback):
     r"""Ctrl-C (SIGINT) during :meth:`~lightning.pytorch.Trainer.fit` stops
-    training after the current step, saves :obj:`last.ckpt` and prints one
-    line saying how to resume; a second Ctrl-C interrupts at once.
+    training after the current step, saves :obj:`last.ckpt` (in the
+    checkpoint callback's folder, else the trainer's
+    :obj:`default_root_dir`) and prints one line saying how to resume; a
+    second Ctrl-C interrupts at once. Resume with :obj:`trainer.fit(...,
+    ckpt_path=path)`.
 
     The signal only sets a flag: stopping inside an optimizer step would
     save half-updated parameters. Under DDP the processes agree to stop at

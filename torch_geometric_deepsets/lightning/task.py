@@ -20,8 +20,8 @@ LOSSES: Dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 SCHEDULES = (None, 'one_cycle', 'multistep')
 #: The key of the task's class in a checkpoint (load_from_checkpoint).
 TASK_CLASS = 'set_task_class'
-#: Where checkpoints saved before the task moved into the package (from the
-#: repository's examples/set_task/) name it.
+#: How checkpoints saved by the repository's example scripts before the
+#: task moved into the package name it.
 _MOVED = {'set_task:SetTask': 'torch_geometric_deepsets.lightning:SetTask'}
 
 
@@ -44,6 +44,19 @@ class SetTask(L.LightningModule):
     its :obj:`"module:name"`) and its :obj:`model_kwargs`: the checkpoint's
     hyperparameters then hold the builder's name and arguments, widths
     included.
+
+    .. code-block:: python
+
+        import lightning.pytorch as L
+        from torch_geometric_deepsets import DeepSetsInvariant
+        from torch_geometric_deepsets.lightning import SetDataModule, SetTask
+
+        task = SetTask(DeepSetsInvariant, {'phi': [3, 64], 'rho': [64, 1]},
+                       loss='l1', schedule='one_cycle')
+        trainer = L.Trainer(max_steps=1000, use_distributed_sampler=False)
+        trainer.fit(task, datamodule=SetDataModule(train, val))
+        path = trainer.checkpoint_callback.best_model_path
+        task = SetTask.load_from_checkpoint(path)  # the model rebuilt
 
     The loss is logged as :obj:`train_loss` (per step),
     :obj:`train_loss_epoch` (its mean over the sets of an epoch, a
