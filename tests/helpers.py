@@ -70,6 +70,21 @@ SYNCING = {
 }
 
 
+class RandomSets(InMemoryDataset):
+    r"""Sets of 3-d points whose target is the sum of all coordinates (or,
+    with :obj:`classes`, whether it is positive)."""
+    def __init__(self, num_sets=120, seed=0, classes=False):
+        super().__init__(None, log=False)
+        gen = torch.Generator().manual_seed(seed)
+        data_list = []
+        for _ in range(num_sets):
+            n = int(torch.randint(1, 6, (1, ), generator=gen))
+            x = torch.randn(n, 3, generator=gen)
+            y = (x.sum() > 0).long() if classes else x.sum()
+            data_list.append(Data(x=x, y=y.view(1), tag=x[:, :1] * 2))
+        self.data, self.slices = self.collate(data_list)
+
+
 class NoSync(TorchDispatchMode):
     r"""Fails on any operation that would synchronise a GPU."""
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -100,18 +115,3 @@ class Count(TorchDispatchMode):
         self.calls.append((name, [tuple(a.shape) for a in args
                                   if isinstance(a, torch.Tensor)]))
         return func(*args, **(kwargs or {}))
-
-
-class RandomSets(InMemoryDataset):
-    r"""Sets of 3-d points whose target is the sum of all coordinates (or,
-    with :obj:`classes`, whether it is positive)."""
-    def __init__(self, num_sets=120, seed=0, classes=False):
-        super().__init__(None, log=False)
-        gen = torch.Generator().manual_seed(seed)
-        data_list = []
-        for _ in range(num_sets):
-            n = int(torch.randint(1, 6, (1, ), generator=gen))
-            x = torch.randn(n, 3, generator=gen)
-            y = (x.sum() > 0).long() if classes else x.sum()
-            data_list.append(Data(x=x, y=y.view(1), tag=x[:, :1] * 2))
-        self.data, self.slices = self.collate(data_list)
