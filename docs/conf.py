@@ -16,10 +16,8 @@ import sys
 from docutils import nodes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Document the package of this checkout, not an installed copy, and the
-# examples' shared training module (examples/set_task/).
+# Document the package of this checkout, not an installed copy.
 sys.path.insert(0, ROOT)
-sys.path.insert(1, os.path.join(ROOT, 'examples'))
 
 import torch_geometric_deepsets  # noqa: E402
 

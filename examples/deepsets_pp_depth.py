@@ -32,6 +32,11 @@ from torch import nn
 
 from torch_geometric_deepsets import DeepSetsEquivariant, DeepSetsPlusPlus
 from torch_geometric_deepsets.datasets import PopulationStatistics
+from torch_geometric_deepsets.lightning import (
+    SetTask,
+    one_process_at_a_time,
+    predict,
+)
 
 MODELS = ('plain', 'deepsets++')
 
@@ -86,7 +91,7 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
     root = osp.join(args.data_root, 'population_statistics')
     kwargs = dict(task='rotation', min_size=20, max_size=50,
                   seed=args.data_seed)
-    with set_task.one_process_at_a_time(root):
+    with one_process_at_a_time(root):
         train = PopulationStatistics(root, split='train',
                                      num_sets=args.num_train, **kwargs)
         test = PopulationStatistics(root, split='test',
@@ -102,9 +107,9 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
             name = f'{kind}_{depth}'
             set_task.seed_everything(args)  # same init stream, data order
             widths = dict(kind=kind, depth=depth, hidden=args.hidden)
-            task = set_task.SetTask(build_model, widths, loss='mse',
-                                    lr=args.lr, target_mean=mean,
-                                    target_std=std)
+            task = SetTask(build_model, widths, loss='mse',
+                           lr=args.lr, target_mean=mean,
+                           target_std=std)
             curve = LossCurve()
             trainer = set_task.build_trainer(args, parser,
                                              out=osp.join(args.out, name))
@@ -116,7 +121,7 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
             hparams[name] = dict(task.hparams)
             if not trainer.is_global_zero:
                 continue
-            pred, _ = set_task.predict(task, test)
+            pred, _ = predict(task, test)
             tail = curve.losses[-50:]
             curves[name] = curve.losses
             rows.append({

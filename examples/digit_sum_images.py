@@ -42,6 +42,11 @@ from torch_geometric_deepsets.datasets import (
     DigitSumImages,
     load_digit_images,
 )
+from torch_geometric_deepsets.lightning import (
+    SetTask,
+    one_process_at_a_time,
+    predict,
+)
 
 
 def build_model(in_channels: int, hidden: int = 512, dropout: float = 0.5,
@@ -115,7 +120,7 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
     root = osp.join(args.data_root, f'digit_sum_images_{args.source}')
     kwargs = dict(seed=args.data_seed, source=args.source,
                   mnist_root=args.mnist_root)
-    with set_task.one_process_at_a_time(root):
+    with one_process_at_a_time(root):
         train = DigitSumImages(root, 'train', num_sets=args.num_train,
                                sizes=range(1, args.train_max_size + 1),
                                **kwargs)
@@ -130,10 +135,10 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
     value_per_element = float(train.y.sum()) / train.x.size(0)
     widths = dict(in_channels=train.num_features, hidden=args.hidden,
                   dropout=args.dropout, value_per_element=value_per_element)
-    task = set_task.SetTask(build_model, widths, loss='l1',
-                            optimizer='adamw', lr=args.lr,
-                            weight_decay=args.weight_decay,
-                            schedule='one_cycle')
+    task = SetTask(build_model, widths, loss='l1',
+                   optimizer='adamw', lr=args.lr,
+                   weight_decay=args.weight_decay,
+                   schedule='one_cycle')
     trainer = set_task.build_trainer(args, parser, monitor='val_mae')
     set_task.fit(trainer, task, data, args)
     model = task.model
@@ -145,7 +150,7 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
     task.cpu().eval()
     images, labels = load_digit_images('test', args.source, args.mnist_root)
     p = float(read_right(model, images, labels).float().mean())
-    pred, batches = set_task.predict(task, test)
+    pred, batches = predict(task, test)
     target = torch.cat([b.y for b in batches])
     sizes = torch.cat([b.ptr.diff() for b in batches])
     rows = digit_sum_rows(pred, target, sizes)

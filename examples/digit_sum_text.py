@@ -24,6 +24,11 @@ from torch import nn
 
 from torch_geometric_deepsets import DeepSetsInvariant
 from torch_geometric_deepsets.datasets import DigitSumText
+from torch_geometric_deepsets.lightning import (
+    SetTask,
+    one_process_at_a_time,
+    predict,
+)
 
 
 def build_model(embedding_dim: int = 100, hidden: int = 30,
@@ -69,7 +74,7 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
     parser, args = parse_args(argv)
     set_task.seed_everything(args)
     root = osp.join(args.data_root, 'digit_sum_text')
-    with set_task.one_process_at_a_time(root):
+    with one_process_at_a_time(root):
         train = DigitSumText(root, 'train', num_sets=args.num_train,
                              sizes=range(1, args.train_max_size + 1),
                              seed=args.data_seed)
@@ -78,15 +83,15 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
                             sizes=args.test_sizes, seed=args.data_seed)
 
     data = set_task.data_module(args, parser, train, test)
-    task = set_task.SetTask(build_model, {'embedding_dim': args.embedding_dim,
-                                          'hidden': args.hidden},
-                            loss='l1', lr=args.lr, schedule='one_cycle')
+    task = SetTask(build_model, {'embedding_dim': args.embedding_dim,
+                                 'hidden': args.hidden},
+                   loss='l1', lr=args.lr, schedule='one_cycle')
     trainer = set_task.build_trainer(args, parser, monitor='val_mae')
     set_task.fit(trainer, task, data, args)
     if not trainer.is_global_zero:
         return set_task.Outcome({}, {'model': task.model})
 
-    pred, batches = set_task.predict(task, test)
+    pred, batches = predict(task, test)
     target = torch.cat([b.y for b in batches])
     sizes = torch.cat([b.ptr.diff() for b in batches])
     rows = digit_sum_rows(pred, target, sizes)

@@ -27,6 +27,11 @@ from torch import nn
 
 from torch_geometric_deepsets import DeepSetsInvariant, FSPool
 from torch_geometric_deepsets.datasets import SetStatistics
+from torch_geometric_deepsets.lightning import (
+    SetTask,
+    one_process_at_a_time,
+    predict,
+)
 
 POOLINGS = ('sum', 'mean', 'max', 'fspool')
 
@@ -71,7 +76,7 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
     for statistic in args.statistics:
         root = osp.join(args.data_root, 'set_statistics')
         kwargs = dict(min_size=5, max_size=20, seed=args.data_seed)
-        with set_task.one_process_at_a_time(root):
+        with one_process_at_a_time(root):
             train = SetStatistics(root, statistic, 'train',
                                   num_sets=args.num_train, **kwargs)
             test = SetStatistics(root, statistic, 'test',
@@ -82,9 +87,9 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
             set_task.seed_everything(args)
             widths = dict(pooling=pooling, hidden=args.hidden,
                           pieces=args.pieces)
-            task = set_task.SetTask(build_model, widths, loss='mse',
-                                    lr=args.lr, schedule='one_cycle',
-                                    target_mean=mean, target_std=std)
+            task = SetTask(build_model, widths, loss='mse',
+                           lr=args.lr, schedule='one_cycle',
+                           target_mean=mean, target_std=std)
             trainer = set_task.build_trainer(args, parser, monitor='val_mse',
                                              out=osp.join(args.out, name))
             set_task.fit(trainer, task,
@@ -94,7 +99,7 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
             hparams[name] = dict(task.hparams)
             if not trainer.is_global_zero:
                 continue
-            pred, _ = set_task.predict(task, test)
+            pred, _ = predict(task, test)
             rows.append({
                 'statistic': statistic, 'pooling': pooling,
                 'parameters': sum(p.numel() for p in model.parameters()),

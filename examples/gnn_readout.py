@@ -25,7 +25,7 @@ difference here.) With the defaults (1000 training and 400 test graphs, 30
 epochs, seed 0) we measured test accuracies of 0.99 (deepsets), 0.77 (add)
 and 0.81 (max).
 
-Every model trains through :class:`~set_task.SetTask` (a subclass whose
+Every model trains through :class:`SetTask` (a subclass whose
 :meth:`forward` passes ``edge_index``), so the options of all examples
 apply (``--precision``, ``--devices``, ...).
 
@@ -48,6 +48,7 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.nn import global_add_pool, global_max_pool
 from torch_geometric.nn.models import GIN
 from torch_geometric_deepsets import DeepSetsInvariant
+from torch_geometric_deepsets.lightning import SetTask
 
 READOUTS = ('deepsets', 'add', 'max')
 
@@ -114,8 +115,8 @@ class GraphClassifier(torch.nn.Module):
         return self.readout(pool(h, batch, num_graphs))
 
 
-class GraphTask(set_task.SetTask):
-    r"""A :class:`~set_task.SetTask` whose model also takes the edges."""
+class GraphTask(SetTask):
+    r"""A :class:`SetTask` whose model also takes the edges."""
     def forward(self, batch: Batch) -> Tensor:
         return self.model(batch.x, batch.edge_index, batch.batch,
                           batch.num_graphs)

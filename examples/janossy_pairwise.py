@@ -32,6 +32,11 @@ from torch import nn
 
 from torch_geometric_deepsets import JanossyPiSGD, JanossyPooling
 from torch_geometric_deepsets.datasets import SetStatistics
+from torch_geometric_deepsets.lightning import (
+    SetTask,
+    one_process_at_a_time,
+    predict,
+)
 
 MODELS = ('k1', 'k2', 'k3', 'pisgd')
 
@@ -82,7 +87,7 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
     parser, args = parse_args(argv)
     root = osp.join(args.data_root, 'set_statistics')
     kwargs = dict(min_size=2, max_size=10, seed=args.data_seed)
-    with set_task.one_process_at_a_time(root):
+    with one_process_at_a_time(root):
         train = SetStatistics(root, 'variance', 'train',
                               num_sets=args.num_train, **kwargs)
         test = SetStatistics(root, 'variance', 'test',
@@ -95,9 +100,9 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
     for name in args.models:
         set_task.seed_everything(args)
         widths = dict(name=name, hidden=args.hidden)
-        task = set_task.SetTask(build_model, widths, loss='mse', lr=args.lr,
-                                schedule='one_cycle', target_mean=mean,
-                                target_std=std)
+        task = SetTask(build_model, widths, loss='mse', lr=args.lr,
+                       schedule='one_cycle', target_mean=mean,
+                       target_std=std)
         trainer = set_task.build_trainer(args, parser, monitor='val_mse',
                                          out=osp.join(args.out, name))
         set_task.fit(trainer, task,
@@ -105,7 +110,7 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
         models[name] = model = task.model
         hparams[name] = dict(task.hparams)
         if trainer.is_global_zero:
-            pred, _ = set_task.predict(task, test)
+            pred, _ = predict(task, test)
             rows.append({'model': name, 'parameters': num_parameters(model),
                          'test_mse': float(F.mse_loss(pred, test.y))})
     if not rows:  # not rank 0

@@ -16,7 +16,7 @@ authors' code: Adam (lr :math:`10^{-3}`, weight decay :math:`10^{-7}`),
 batches of 64, gradient norm clipped at 5, the learning rate divided by 10
 at 40 % and 80 % of training (epochs 400 and 800 of 1000).
 
-Lightning runs the loop (:class:`~set_task.SetTask`): a progress bar, one
+Lightning runs the loop (:class:`SetTask`): a progress bar, one
 line per epoch with the test accuracy, checkpoints in ``--out/checkpoints``
 (``--ckpt-path last`` resumes or extends a run), CSV logs, and this script
 adds ``learning_curve.png`` after every run.
@@ -49,6 +49,11 @@ import torch_geometric.transforms as T
 from torch_geometric.data import Data, InMemoryDataset
 from torch_geometric.datasets import ModelNet
 from torch_geometric_deepsets import DeepSetsPointCloud, RandomAxisScale, ToSet
+from torch_geometric_deepsets.lightning import (
+    SetTask,
+    one_process_at_a_time,
+    predict,
+)
 
 
 def train_transform(num_points: int) -> T.Compose:
@@ -218,16 +223,16 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
         train, test_clouds = synthetic_datasets(4, args.synthetic,
                                                 args.num_points, args.seed)
     else:
-        with set_task.one_process_at_a_time(root):
+        with one_process_at_a_time(root):
             train, test_clouds = load_datasets(root, args.name,
                                                args.num_points, args.seed)
     data = set_task.data_module(args, parser, train, test_clouds)
     widths = dict(in_channels=3, num_classes=train.num_classes,
                   hidden_channels=hidden)
-    task = set_task.SetTask(DeepSetsPointCloud, widths,
-                            task='classification', lr=args.lr,
-                            weight_decay=args.weight_decay,
-                            schedule='multistep', milestones=(0.4, 0.8))
+    task = SetTask(DeepSetsPointCloud, widths,
+                   task='classification', lr=args.lr,
+                   weight_decay=args.weight_decay,
+                   schedule='multistep', milestones=(0.4, 0.8))
     model = task.model
     trainer = set_task.build_trainer(args, parser, monitor='val_acc',
                                      mode='max')
@@ -240,7 +245,7 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
     if evals and evals[-1]['step'] == trainer.global_step:
         test_acc = evals[-1]['val_acc']
     else:  # --max-steps ended the run between two evaluations
-        pred, batches = set_task.predict(task, test_clouds)
+        pred, batches = predict(task, test_clouds)
         labels = torch.cat([b.y for b in batches])
         test_acc = float((pred.argmax(-1) == labels).float().mean())
     plot = osp.join(args.out, 'learning_curve.png')

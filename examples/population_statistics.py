@@ -32,6 +32,11 @@ from torch_geometric_deepsets.datasets.population import (
     gaussian_entropy,
     gaussian_mutual_information,
 )
+from torch_geometric_deepsets.lightning import (
+    SetTask,
+    one_process_at_a_time,
+    predict,
+)
 
 
 def build_model(in_channels: int, hidden: int = 64) -> DeepSetsInvariant:
@@ -92,7 +97,7 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
                   max_size=args.max_size, dim=args.dim, seed=args.data_seed)
     train_sizes = sorted(set(args.train_sizes))
     # One pool of training sets; the model for n sets trains on the first n.
-    with set_task.one_process_at_a_time(root):
+    with one_process_at_a_time(root):
         pool = PopulationStatistics(root, split='train',
                                     num_sets=train_sizes[-1], **kwargs)
         test = PopulationStatistics(root, split='test',
@@ -110,9 +115,9 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
         args.batch_size = min(batch_size, n)
         set_task.seed_everything(args)
         widths = dict(in_channels=pool.num_features, hidden=args.hidden)
-        task = set_task.SetTask(build_model, widths, loss='mse', lr=args.lr,
-                                schedule='one_cycle', target_mean=mean,
-                                target_std=std if std > 0 else 1.0)
+        task = SetTask(build_model, widths, loss='mse', lr=args.lr,
+                       schedule='one_cycle', target_mean=mean,
+                       target_std=std if std > 0 else 1.0)
         # Ten validations per model: with few training sets an epoch is a
         # step or two, and validating (and checkpointing) after each one
         # took most of the run's time.
@@ -124,7 +129,7 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
         models[f"n{n}"] = task.model
         hparams[f'n{n}'] = dict(task.hparams)
         if trainer.is_global_zero:
-            pred, _ = set_task.predict(task, test)
+            pred, _ = predict(task, test)
             rows.append({'num_train_sets': n,
                          'test_mse': float(F.mse_loss(pred, test.y))})
     if not rows:  # not rank 0

@@ -15,7 +15,7 @@ are learnt perfectly either way, and the noise makes what carries over to
 unseen images depend less on the seed.
 
 This is the example of a task that is not "one output per set":
-:class:`AnomalyTask` overrides :class:`~set_task.SetTask`'s
+:class:`AnomalyTask` overrides :class:`SetTask`'s
 :meth:`forward`, :meth:`loss` and :meth:`metrics`.
 
 Usage::
@@ -36,6 +36,11 @@ from torch_geometric.nn import MLP
 from torch_geometric.utils import scatter
 from torch_geometric_deepsets import DeepSetsEquivariant
 from torch_geometric_deepsets.datasets import SetAnomaly
+from torch_geometric_deepsets.lightning import (
+    SetTask,
+    one_process_at_a_time,
+    predict,
+)
 
 
 class AnomalyScorer(nn.Module):
@@ -74,7 +79,7 @@ def set_log_softmax(scores: Tensor, batch: Tensor, dim_size: int) -> Tensor:
     return shifted - log_norm[batch]
 
 
-class AnomalyTask(set_task.SetTask):
+class AnomalyTask(SetTask):
     r"""One score per element; the loss is the cross-entropy of the odd
     element (:obj:`y == 1`) under a softmax over its set, the metric
     whether it scores highest."""
@@ -143,7 +148,7 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
     root = osp.join(args.data_root, f'set_anomaly_{args.source}')
     kwargs = dict(set_size=args.set_size, seed=args.data_seed,
                   source=args.source, mnist_root=args.mnist_root)
-    with set_task.one_process_at_a_time(root):
+    with one_process_at_a_time(root):
         train = SetAnomaly(root, 'train', num_sets=args.num_train, **kwargs)
         test = SetAnomaly(root, 'test', num_sets=args.num_test, **kwargs)
 
@@ -162,7 +167,7 @@ def main(argv: Optional[Sequence[str]] = None) -> set_task.Outcome:
     if not trainer.is_global_zero:
         return set_task.Outcome({}, {'model': model})
 
-    scores, batches = set_task.predict(task, test)
+    scores, batches = predict(task, test)
     hits, start = [], 0
     for batch in batches:
         out = scores[start:start + batch.num_nodes]

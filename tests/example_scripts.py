@@ -65,8 +65,8 @@ def assert_reloads(path: str, model: Any) -> Any:
     loaded task."""
     import torch
     torch.load(path, map_location='cpu', weights_only=True)
-    task = load('set_task').SetTask.load_from_checkpoint(
-        path, map_location='cpu')
+    from torch_geometric_deepsets.lightning import SetTask
+    task = SetTask.load_from_checkpoint(path, map_location='cpu')
     assert type(task.model) is type(model)
     a, b = model.state_dict(), task.model.state_dict()
     assert a.keys() == b.keys()

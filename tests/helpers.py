@@ -1,5 +1,6 @@
 r"""What several test modules share: random batches of sets, a small
-heterogeneous graph, and dispatch modes that watch the aten operations a
+dataset of sets to train on, a small heterogeneous graph, and dispatch
+modes that watch the aten operations a
 forward runs. Test modules import from here (and the other support modules),
 never from each other: tests/test_layout.py checks that."""
 import collections
@@ -7,7 +8,7 @@ import collections
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from torch_geometric.data import HeteroData
+from torch_geometric.data import Data, HeteroData, InMemoryDataset
 
 AGGRS = ['sum', 'mean', 'max']
 
@@ -67,6 +68,21 @@ SYNCING = {
     'aten._unique', 'aten._unique2', 'aten.unique_consecutive',
     'aten.unique_dim', 'aten.masked_select', 'aten.histc',
 }
+
+
+class RandomSets(InMemoryDataset):
+    r"""Sets of 3-d points whose target is the sum of all coordinates (or,
+    with :obj:`classes`, whether it is positive)."""
+    def __init__(self, num_sets=120, seed=0, classes=False):
+        super().__init__(None, log=False)
+        gen = torch.Generator().manual_seed(seed)
+        data_list = []
+        for _ in range(num_sets):
+            n = int(torch.randint(1, 6, (1, ), generator=gen))
+            x = torch.randn(n, 3, generator=gen)
+            y = (x.sum() > 0).long() if classes else x.sum()
+            data_list.append(Data(x=x, y=y.view(1), tag=x[:, :1] * 2))
+        self.data, self.slices = self.collate(data_list)
 
 
 class NoSync(TorchDispatchMode):

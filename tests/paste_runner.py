@@ -9,9 +9,10 @@ extracts the blocks). Each block is ``{"kind", "source", "want", "options",
 :mod:`doctest` does; ``kind="code"`` is a script (``testcode``,
 ``code-block:: python``, a README fence), run as a whole and, where the page
 shows its output (``want``), compared with it as Sphinx's doctest builder
-compares a ``testoutput``. All blocks share one namespace, which starts
-empty: whatever a block uses, the page must have imported or built in a
-visible block before it.
+compares a ``testoutput``; ``kind="file"`` is a module the page shows to
+save, written to the current folder as ``name`` (as the reader saves it).
+All blocks share one namespace, which starts empty: whatever a block uses,
+the page must have imported or built in a visible block before it.
 
 The first failing block ends the run (the reader is stuck there too); the
 exit status is 1 and the report says where.
@@ -84,6 +85,16 @@ def _run_code(block, globs, filename, report):
     return False
 
 
+def _save_file(block, globs, filename, report):
+    source = block['source']
+    with open(block['name'], 'x') as f:  # a page's file overwrites nothing
+        f.write(source if source.endswith('\n') else source + '\n')
+    return True
+
+
+RUN = {'doctest': _run_doctest, 'code': _run_code, 'file': _save_file}
+
+
 def main(path):
     with open(path) as f:
         page = json.load(f)
@@ -96,8 +107,7 @@ def main(path):
     filename = page['page']
     for number, block in enumerate(page['blocks'], 1):
         report = io.StringIO()
-        run = _run_doctest if block['kind'] == 'doctest' else _run_code
-        if not run(block, globs, filename, report):
+        if not RUN[block['kind']](block, globs, filename, report):
             sys.stdout.write(
                 f'{filename}, visible block {number} of '
                 f'{len(page["blocks"])} (line {block["line"]}) failed:\n'

@@ -1,4 +1,6 @@
+import os
 import platform
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,9 +34,9 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 '''
 
 
-def last_rounds_faults(mode: str) -> int:
+def last_rounds_faults(mode: str, **env: str) -> int:
     out = subprocess.run([sys.executable, '-c', FAULTS, mode, BENCHMARKS],
-                         check=True,
+                         check=True, env=dict(os.environ, **env),
                          capture_output=True, text=True, timeout=120)
     return int(out.stdout.split()[-1])
 
@@ -45,6 +47,15 @@ def test_large_freed_tensors_are_reused_without_page_faults():
     # Three rounds of 64 MiB are 49,152 pages; reuse faults on almost none.
     assert tuned < 256, (tuned, default)
     assert tuned < default, (tuned, default)
+
+
+@pytest.mark.skipif(not GLIBC, reason='mallopt tuning is glibc-only')
+def test_the_cpu_speed_page_s_environment_does_the_same():
+    # The variable the CPU-speed how-to tells a user to export, as it reads
+    # there.
+    page = Path(BENCHMARKS).parent / 'docs' / 'howto' / 'cpu_speed.rst'
+    value, = re.findall(r'export GLIBC_TUNABLES=(\S+)', page.read_text())
+    assert last_rounds_faults('', GLIBC_TUNABLES=value) < 256
 
 
 @pytest.mark.parametrize('system,libc', [('linux', ('musl', '')),

@@ -11,10 +11,12 @@ document order: ``doctest`` sessions and ``>>>`` blocks, ``testcode`` with
 the ``testoutput`` shown after it, ``code-block:: python``, Markdown
 ``python`` fences and ``literalinclude``\ d Python. The README's ``python``
 fences are read with the Markdown parser MyST uses. Each page then runs in
-a subprocess of its own (``tests/paste_runner.py``), in a scratch folder
-that looks like the repository root (its entries linked in), so that files
-a page writes stay out of the checkout; shown output is compared as
-Sphinx's doctest builder compares it. A page has no hidden code at all
+a subprocess of its own (``tests/paste_runner.py``) as a user runs it: in an
+empty temporary folder outside the checkout, with the package installed from
+a wheel built once per session (``tests/installed.py``), so that whatever a
+page imports comes from the installed package or its dependencies, never
+from ``examples/``, ``benchmarks/`` or ``tests/``; shown output is compared
+as Sphinx's doctest builder compares it. A page has no hidden code at all
 (the walk refuses ``testsetup``, ``testcleanup`` and ``:hide:``): it would
 run nowhere, since Sphinx's doctest builder is not run (the paste check runs
 everything it would, less the hidden blocks). The runner itself seeds torch
@@ -26,16 +28,20 @@ of a language the check does not know fails the walk, so that nothing is
 skipped unnoticed; :data:`NOT_PASTED` lists the blocks a reader cannot run
 offline, and each such block says so on the page.
 
-The scripts a page includes to be saved and started from a shell
-(:data:`SCRIPTS`) are not pasted but run as the pages show them: the
-distributed-training guide's as one process and under ``torchrun`` with
-two, the streaming guide's under ``torchrun`` with two.
+A module a page includes to be saved beside the reader's session
+(:data:`MODULES`) is saved into the page's folder where the page shows it,
+not pasted. The scripts a page includes to be saved and started from a
+shell (:data:`SCRIPTS`) are not pasted but run as the pages show them, with
+the installed package: the distributed-training guide's as one process and
+under ``torchrun`` with two, the streaming guide's under ``torchrun`` with
+two.
 """
 import doctest
 import json
 import os
 import os.path as osp
 import pickle
+import shutil
 import subprocess
 import sys
 import time
@@ -44,6 +50,8 @@ from glob import glob
 
 import pytest
 
+from tests.installed import env as user_env
+from tests.installed import installed_python
 from tests.torchrun import run_torchrun
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -76,6 +84,9 @@ NOT_PASTED = {
 # from a shell, under torchrun; each runs in a test of its own below.
 SCRIPTS = {osp.join(DOCS, 'howto', 'train_ddp.py'),
            osp.join(DOCS, 'howto', 'train_stream.py')}
+# Files that pages include as modules to save where the reader starts
+# Python (under their own name), so that the page's code imports them.
+MODULES = {osp.join(DOCS, 'howto', 'digit_models.py')}
 
 PYTHON = {'python', 'python3', 'py'}
 PYCON = {'pycon'}
@@ -96,20 +107,31 @@ def _env():
     return env
 
 
-def _run(args, cwd, timeout=300):
-    proc = subprocess.run([sys.executable, *args], cwd=cwd, env=_env(),
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=timeout)
+def _run(args, cwd, timeout=300, python=None):
+    r"""Runs :obj:`python` (Sphinx: this interpreter, the checkout first on
+    the path; otherwise as a user starts it) with :obj:`args`."""
+    env = _env() if python is None else user_env(**ENV_THREADS)
+    proc = subprocess.run([python or sys.executable, *args], cwd=cwd,
+                          env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True,
+                          timeout=timeout)
     return proc.returncode, proc.stdout
+
+
+def saved(name, folder):
+    r"""The how-to script :obj:`name`, saved in :obj:`folder` as a reader
+    downloads it."""
+    return shutil.copy(osp.join(DOCS, 'howto', name), folder)
 
 
 # Extracting the visible code ################################################
 
 
 class Block(dict):
-    r"""One visible block: ``kind`` (``"doctest"`` or ``"code"``),
-    ``source``, ``want`` (the output shown after a ``testcode``, if any),
-    ``options`` (doctest flags by name) and ``line``."""
+    r"""One visible block: ``kind`` (``"doctest"``, ``"code"`` or
+    ``"file"``, a module to save as ``name``), ``source``, ``want`` (the
+    output shown after a ``testcode``, if any), ``options`` (doctest flags
+    by name) and ``line``."""
 
 
 def _language(node):
@@ -142,6 +164,12 @@ def doctree_blocks(doctree, source):
                     f'starts in a scratch folder by itself)')
             continue
         if node.get('source') in SCRIPTS:  # a script, run by its own test
+            previous = None
+            continue
+        if node.get('source') in MODULES:  # saved, then imported
+            blocks.append(Block(kind='file', source=node.astext(),
+                                name=osp.basename(node['source']),
+                                line=node.line, options={}))
             previous = None
             continue
         if test in ('doctest', 'testcode', 'testoutput') and \
@@ -219,34 +247,35 @@ def page_blocks(page, doctrees):
     return pasted, left_out
 
 
-def _scratch_root(path):
-    r"""A folder that looks like the repository root to a page (its
-    entries linked in), where what the page writes lands: a reader's
-    ``data/`` and ``runs/``, which start empty here."""
-    os.makedirs(path)
-    for name in os.listdir(ROOT):
-        if name not in ('.git', 'data', 'runs'):
-            os.symlink(osp.join(ROOT, name), osp.join(path, name))
-    return path
-
-
-def paste(page, blocks, workdir, timeout=240):
-    r"""Runs :obj:`blocks` as a reader pastes them; returns the exit status,
-    the runner's report and the seconds it took."""
+def paste(page, blocks, workdir, python=sys.executable, timeout=240):
+    r"""Runs :obj:`blocks` as a reader pastes them into :obj:`python`
+    started in an empty folder below :obj:`workdir` (where what the page
+    writes lands: a reader's ``data/`` and ``runs/``); returns the exit
+    status, the runner's report and the seconds it took."""
     spec = osp.join(workdir, 'blocks.json')
-    os.makedirs(workdir)
+    cwd = osp.join(workdir, 'cwd')
+    os.makedirs(cwd)
     with open(spec, 'w') as f:
         json.dump({'page': page, 'blocks': blocks}, f)
     start = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, RUNNER, spec], cwd=_scratch_root(
-            osp.join(workdir, 'root')),
-        env=dict(os.environ, **ENV_THREADS), stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, timeout=timeout)
+        [python, RUNNER, spec], cwd=cwd, env=user_env(**ENV_THREADS),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        timeout=timeout)
     return proc.returncode, proc.stdout, time.perf_counter() - start
 
 
-# The build and the pages ####################################################
+# The build, the installed package and the pages ############################
+
+
+@pytest.fixture(scope='session')
+def installed(request, tmp_path_factory):
+    r"""The interpreter of an environment with the package installed from
+    a wheel (one build per session, shared by pytest-xdist's workers)."""
+    base = tmp_path_factory.getbasetemp()
+    if hasattr(request.config, 'workerinput'):  # one folder per worker
+        base = base.parent
+    return installed_python(base)
 
 
 @pytest.fixture(scope='module')
@@ -261,7 +290,7 @@ def docs_build(tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def pasted(request, docs_build, tmp_path_factory):
+def pasted(request, docs_build, installed, tmp_path_factory):
     r"""A function that gives a page's paste result. In one pytest process,
     every selected page is pasted up front, two at a time (each subprocess
     spends most of its time importing torch on one core); under
@@ -274,7 +303,8 @@ def pasted(request, docs_build, tmp_path_factory):
         blocks, _ = page_blocks(page, doctrees)
         if not blocks:
             return 0, '', 0.0
-        return paste(page, blocks, str(tmp / page.replace(os.sep, '__')))
+        return paste(page, blocks, str(tmp / page.replace(os.sep, '__')),
+                     python=installed)
 
     if hasattr(request.config, 'workerinput'):  # an xdist worker
         yield one
@@ -330,13 +360,17 @@ def test_page_pastes(page, pasted):
     assert code == 0, report
 
 
-def test_walk_takes_only_what_the_html_shows(tmp_path):
+def test_walk_takes_only_what_the_html_shows(tmp_path, monkeypatch):
     r"""The extraction on a page with every kind of visible block: a shown
-    output attached to its code, other languages and comments skipped, an
-    unnamed language refused; and on pages with hidden code, refused."""
+    output attached to its code, a module to save, other languages and
+    comments skipped, an unnamed language refused; and on pages with hidden
+    code, refused."""
     src = tmp_path / 'src'
     src.mkdir()
     (src / 'conf.py').write_text("extensions = ['sphinx.ext.doctest']\n")
+    (src / 'mod.py').write_text('X = 1\n')
+    monkeypatch.setattr(sys.modules[__name__], 'MODULES',
+                        {str(src / 'mod.py')})
     (src / 'index.rst').write_text('''Page
 ====
 
@@ -360,6 +394,8 @@ def test_walk_takes_only_what_the_html_shows(tmp_path):
 .. code-block:: bash
 
     python run.py
+
+.. literalinclude:: mod.py
 
 .. code-block:: python
 
@@ -392,6 +428,7 @@ def test_walk_takes_only_what_the_html_shows(tmp_path):
         ('doctest', '>>> import torch\n>>> torch.ones(1)\ntensor([1.])',
          None),
         ('code', 'print(1)', '1'),
+        ('file', 'X = 1\n', None),
         ('code', 'x = 3', None),
         ('doctest', '>>> x\n3', None),
     ]
@@ -405,9 +442,13 @@ def test_walk_takes_only_what_the_html_shows(tmp_path):
 def test_runner_stops_a_reader_where_a_reader_stops(tmp_path):
     r"""The runner shares one namespace between the blocks and starts it
     empty: a name defined only in hidden setup fails; a wrong shown output
-    fails; a shown exception passes."""
-    ok = [Block(kind='code', source='import math\nprint(math.pi > 3)',
-                want='True', options={}, line=1),
+    fails; a shown exception passes; a module the page shows is saved for
+    the next blocks to import."""
+    ok = [Block(kind='file', name='shown.py', source='TWO = 2', options={},
+                line=1),
+          Block(kind='code', source='import math\nimport shown\n'
+                'print(math.pi > 3, shown.TWO)', want='True 2', options={},
+                line=1),
           Block(kind='doctest', source='>>> math.floor(2.5)\n2',
                 options={}, line=5),
           Block(kind='code', source='math.sqrt(-1)', options={}, line=8,
@@ -419,26 +460,27 @@ def test_runner_stops_a_reader_where_a_reader_stops(tmp_path):
                      'tensor([1.])', options={}, line=3)]
     code, report, _ = paste('missing', missing, str(tmp_path / 'missing'))
     assert code == 1 and "NameError: name 'torch' is not defined" in report
-    wrong = ok[:1] + [Block(kind='code', source='print(math.e)', want='2.7',
+    wrong = ok[:2] + [Block(kind='code', source='print(math.e)', want='2.7',
                             options={}, line=4)]
     code, report, _ = paste('wrong', wrong, str(tmp_path / 'wrong'))
-    assert code == 1 and 'visible block 2 of 2 (line 4)' in report
+    assert code == 1 and 'visible block 3 of 3 (line 4)' in report
 
 
-def test_distributed_guide_script_as_one_process(tmp_path):
-    code, output = _run([osp.join(DOCS, 'howto', 'train_ddp.py')],
-                        cwd=str(tmp_path))
+def test_distributed_guide_script_as_one_process(tmp_path, installed):
+    code, output = _run([saved('train_ddp.py', tmp_path)], cwd=str(tmp_path),
+                        python=installed)
     assert code == 0, output
     assert '1 process(es), step 100, loss' in output
 
 
-def test_distributed_guide_script_under_torchrun(tmp_path):
+def test_distributed_guide_script_under_torchrun(tmp_path, installed):
     torch = pytest.importorskip('torch')
     if not torch.distributed.is_available() or \
             not torch.distributed.is_gloo_available():
         pytest.skip('torch.distributed with gloo is not available')
-    script = osp.join(DOCS, 'howto', 'train_ddp.py')
-    code, output = run_torchrun([script], env=_env(), cwd=str(tmp_path))
+    code, output = run_torchrun([saved('train_ddp.py', tmp_path)],
+                                env=user_env(**ENV_THREADS),
+                                cwd=str(tmp_path), python=installed)
     if code != 0:
         print(output)
     assert code == 0, f'torchrun failed (exit {code}); output above'
@@ -446,7 +488,7 @@ def test_distributed_guide_script_under_torchrun(tmp_path):
     assert (tmp_path / 'runs' / 'ddp' / 'last.ckpt').is_file()
 
 
-def test_streaming_guide_script_under_torchrun(tmp_path):
+def test_streaming_guide_script_under_torchrun(tmp_path, installed):
     r"""The streaming guide's script, on two small shards (the guide writes
     100,000 rows each; 2,000 keep the 100 steps short)."""
     import numpy as np
@@ -454,7 +496,41 @@ def test_streaming_guide_script_under_torchrun(tmp_path):
     for rank in range(2):
         np.save(tmp_path / f'shard{rank}.npy',
                 rng.normal(size=(2000, 3)).astype(np.float32))
-    script = osp.join(DOCS, 'howto', 'train_stream.py')
-    code, output = run_torchrun([script], env=_env(), cwd=str(tmp_path))
+    code, output = run_torchrun([saved('train_stream.py', tmp_path)],
+                                env=user_env(**ENV_THREADS),
+                                cwd=str(tmp_path), python=installed)
     assert code == 0, output
     assert '2 process(es), step 100, loss' in output
+
+
+# Where the pages' code comes from ##########################################
+
+WHERE = """
+import importlib.util, json, sys
+import torch_geometric_deepsets, torch_geometric_deepsets.lightning
+from importlib.metadata import distribution
+dist = distribution('torch_geometric_deepsets')
+print(json.dumps({
+    'file': torch_geometric_deepsets.__file__,
+    'origin': json.loads(dist.read_text('direct_url.json') or '{}'),
+    'found': [name for name in sys.argv[1:]
+              if importlib.util.find_spec(name) is not None],
+}))
+"""
+
+
+def test_pages_run_on_the_installed_wheel_only(installed, tmp_path):
+    r"""Where a page runs, the package is the installed wheel's copy, and
+    nothing of the checkout can be imported: not the examples' modules,
+    the benchmarks' or the tests'."""
+    names = ['tests', 'examples', 'benchmarks', 'set_task', 'report',
+             'digit_sum_text', 'allocator', 'fake_datasets']
+    code, output = _run(['-c', WHERE, *names], cwd=str(tmp_path),
+                        python=installed)
+    assert code == 0, output
+    where = json.loads(output.splitlines()[-1])
+    assert not where['file'].startswith(ROOT + os.sep), where
+    # Installed from a wheel (an editable install records a folder).
+    assert where['origin']['url'].endswith('.whl'), where
+    assert 'dir_info' not in where['origin'], where
+    assert where['found'] == []

@@ -9,10 +9,10 @@ import torch
 import torch_geometric.transforms as T
 from tests.example_scripts import assert_reloads
 from tests.example_scripts import load as load_example
-from tests.fake_datasets import write_modelnet
 from torch_geometric.data import Batch
 from torch_geometric.datasets import ModelNet
 from torch_geometric_deepsets import RandomAxisScale, ToSet
+from torch_geometric_deepsets.testing import write_modelnet
 
 pytest.importorskip('lightning')
 
@@ -53,12 +53,12 @@ def test_gnn_readout_example_deep_sets_beats_add_and_max(tmp_path, capsys):
     assert json.loads(out.read_text()) == results
     # The script's own task (its model also takes the edges) comes back
     # from the checkpoint, and scores the test graphs as in training.
-    set_task = load_example('set_task')
-    task = set_task.SetTask.load_from_checkpoint(
+    from torch_geometric_deepsets.lightning import SetTask, predict
+    task = SetTask.load_from_checkpoint(
         tmp_path / 'runs' / 'deepsets' / 'checkpoints' / 'last.ckpt')
     assert type(task).__name__ == 'GraphTask'
     assert task.hparams.model_kwargs['readout'] == 'deepsets'
-    pred, batches = set_task.predict(
+    pred, batches = predict(
         task, gnn_readout.make_dataset(200, seed=1))
     labels = torch.cat([b.y for b in batches])
     assert float((pred.argmax(-1) == labels).float().mean()) == \
@@ -132,14 +132,14 @@ def test_modelnet_example_one_epoch_end_to_end(tmp_path, monkeypatch,
 
     # The checkpoint holds the trained model: reloaded, it reproduces the
     # reported accuracy on the same (fixed) test clouds.
-    set_task = load_example('set_task')
+    from torch_geometric_deepsets.lightning import predict
     state = torch.load(results['checkpoint'], weights_only=True)
     assert state['global_step'] == 5
     assert results['hparams']['model_kwargs'] == {
         'in_channels': 3, 'num_classes': 10, 'hidden_channels': 16}
     task = assert_reloads(results['checkpoint'], outcome.models['model'])
     _, test_clouds = modelnet.load_datasets(root, '10', 32, seed=0)
-    pred, batches = set_task.predict(task, test_clouds)
+    pred, batches = predict(task, test_clouds)
     labels = torch.cat([b.y for b in batches])
     assert float((pred.argmax(-1) == labels).float().mean()) == \
         pytest.approx(results['test_acc'])

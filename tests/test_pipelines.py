@@ -7,11 +7,6 @@ import torch.nn.functional as F
 from torch.nn import Linear, ReLU
 
 import torch_geometric.transforms as T
-from tests.fake_datasets import (
-    write_geometric_shapes,
-    write_modelnet,
-    write_shapenet,
-)
 from tests.helpers import molecule
 from torch_geometric import EdgeIndex
 from torch_geometric.data import Batch
@@ -32,7 +27,12 @@ from torch_geometric_deepsets import (
     PermutationEquivariantLayer,
     ToSet,
 )
-from torch_geometric_deepsets.testing import assert_permutation_equivariant
+from torch_geometric_deepsets.testing import (
+    assert_permutation_equivariant,
+    write_geometric_shapes,
+    write_modelnet,
+    write_shapenet,
+)
 
 
 def small_graphs():

@@ -1,6 +1,6 @@
-r"""Training lives in ``examples/`` on Lightning: the package imports without
-it, and ``examples/set_task/`` (the one LightningModule for set tasks, its
-data module and trainer options) does what the examples rely on."""
+r"""Training on Lightning: the package imports without it, and
+:mod:`torch_geometric_deepsets.lightning` with the examples' trainer options
+(``examples/set_task.py``) does what the examples rely on."""
 import argparse
 import json
 import math
@@ -11,10 +11,9 @@ import time
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from tests.example_scripts import ROOT, load, start, stop
-from torch_geometric.data import Batch, Data, InMemoryDataset
+from tests.helpers import RandomSets
 from torch_geometric_deepsets import (
     DeepSetsConditional,
     DeepSetsEquivariant,
@@ -24,21 +23,11 @@ from torch_geometric_deepsets import (
 
 L = pytest.importorskip('lightning.pytorch')
 set_task = load('set_task')
-
-
-class RandomSets(InMemoryDataset):
-    r"""Sets of 3-d points whose target is the sum of all coordinates (or,
-    with :obj:`classes`, whether it is positive)."""
-    def __init__(self, num_sets=120, seed=0, classes=False):
-        super().__init__(None, log=False)
-        gen = torch.Generator().manual_seed(seed)
-        data_list = []
-        for _ in range(num_sets):
-            n = int(torch.randint(1, 6, (1, ), generator=gen))
-            x = torch.randn(n, 3, generator=gen)
-            y = (x.sum() > 0).long() if classes else x.sum()
-            data_list.append(Data(x=x, y=y.view(1), tag=x[:, :1] * 2))
-        self.data, self.slices = self.collate(data_list)
+from torch_geometric_deepsets.lightning import (  # noqa: E402
+    SetDataModule,
+    SetLoader,
+    SetTask,
+)
 
 
 def options(tmp_path, *extra):
@@ -91,95 +80,13 @@ def test_the_block_really_blocks():
     assert proc.returncode != 0 and 'lightning is blocked' in proc.stderr
 
 
-# Batches #####################################################################
-
-
-def test_set_loader_matches_pyg_collation():
-    dataset = RandomSets(50)
-    loader = set_task.SetLoader(dataset, batch_size=7, shuffle=True, seed=1)
-    loader.sampler.set_epoch(2)
-    order = list(loader.sampler)
-    batches = list(loader)
-    assert len(batches) == len(loader) == 8  # ceil(50 / 7)
-    for i, batch in enumerate(batches):
-        chunk = order[7 * i:7 * i + 7]
-        ref = Batch.from_data_list([dataset[j] for j in chunk])
-        for key in ('x', 'y', 'tag', 'batch', 'ptr'):
-            assert torch.equal(batch[key], ref[key]), key
-        assert batch.num_graphs == len(chunk)
-
-    # Subsets (index_select, and a slice, whose indices are a range) hold
-    # their own sets only.
-    subset = dataset[torch.tensor([4, 9, 1])]
-    batch = next(iter(set_task.SetLoader(subset, batch_size=3)))
-    ref = Batch.from_data_list([dataset[4], dataset[9], dataset[1]])
-    assert torch.equal(batch.x, ref.x) and torch.equal(batch.y, ref.y)
-    batch = next(iter(set_task.SetLoader(dataset[5:9], batch_size=10)))
-    ref = Batch.from_data_list([dataset[i] for i in range(5, 9)])
-    for key in ('x', 'y', 'tag', 'batch', 'ptr'):
-        assert torch.equal(batch[key], ref[key]), key
-
-    # With a transform, PyG's collation runs instead (same result).
-    dataset.transform = lambda data: data
-    batch = next(iter(set_task.SetLoader(dataset, batch_size=4)))
-    ref = Batch.from_data_list([dataset[i] for i in range(4)])
-    assert torch.equal(batch.x, ref.x) and torch.equal(batch.ptr, ref.ptr)
-
-
-def test_set_loader_order_shards_and_resume_state():
-    dataset = RandomSets(40)
-
-    def order(**kwargs):
-        loader = set_task.SetLoader(dataset, 4, shuffle=True, **kwargs)
-        loader.sampler.set_epoch(kwargs.pop('epoch', 0))
-        return [b.y.view(-1).tolist() for b in loader]
-
-    epoch0 = order(seed=5)
-    assert sorted(sum(epoch0, [])) == sorted(dataset.y.tolist())
-    assert order(seed=5) == epoch0 and order(seed=6) != epoch0
-    loader = set_task.SetLoader(dataset, 4, shuffle=True, seed=5)
-    loader.sampler.set_epoch(1)
-    epoch1 = [b.y.view(-1).tolist() for b in loader]
-    assert epoch1 != epoch0
-
-    # Two replicas split every epoch into disjoint halves.
-    shards = [sum(order(seed=5, num_replicas=2, rank=r), []) for r in (0, 1)]
-    assert sorted(shards[0] + shards[1]) == sorted(dataset.y.tolist())
-    assert not set(shards[0]) & set(shards[1])
-
-    # The state after 3 batches resumes with the 4th, in a new loader, and
-    # only in the epoch it was taken in.
-    it = iter(loader)
-    for _ in range(3):
-        next(it)
-    state = loader.state_dict()
-    assert state == {'epoch': 1, 'batches': 3}
-    resumed = set_task.SetLoader(dataset, 4, shuffle=True, seed=5)
-    resumed.load_state_dict(state)
-    resumed.sampler.set_epoch(1)
-    rest = [b.y.view(-1).tolist() for b in resumed]
-    assert rest == epoch1[3:]
-    assert resumed.state_dict() == {'epoch': 1, 'batches': 10}
-    assert len(resumed) == 10  # Lightning counts the whole epoch
-    ended = set_task.SetLoader(dataset, 4, shuffle=True, seed=5)
-    ended.load_state_dict({'epoch': 1, 'batches': 10})
-    ended.sampler.set_epoch(2)  # the checkpoint closed epoch 1
-    assert len(list(ended)) == 10
-
-    # Iterating leaves the global RNG alone; workers give the same batches.
-    state = torch.get_rng_state()
-    list(loader)
-    assert torch.equal(state, torch.get_rng_state())
-    workers = set_task.SetLoader(dataset, 4, shuffle=True, seed=5,
-                                 num_workers=1)
-    workers.sampler.set_epoch(1)
-    assert [b.y.view(-1).tolist() for b in workers] == epoch1
+# Data ########################################################################
 
 
 def test_data_module_checks_batch_size(tmp_path):
     with pytest.raises(ValueError, match=r"'batch_size' \(50\) is larger "
                        r"than the training set \(40 sets\)"):
-        set_task.SetDataModule(RandomSets(40), batch_size=50)
+        SetDataModule(RandomSets(40), batch_size=50)
     parser, args = options(tmp_path, '--batch-size', '50')
     with pytest.raises(SystemExit):
         set_task.data_module(args, parser, RandomSets(40))
@@ -188,45 +95,7 @@ def test_data_module_checks_batch_size(tmp_path):
 # The task ####################################################################
 
 
-def test_loss_and_metrics_by_hand():
-    batch = Batch.from_data_list([
-        Data(x=torch.zeros(2, 1), y=torch.tensor([10.0])),
-        Data(x=torch.zeros(1, 1), y=torch.tensor([4.0])),
-    ])
-    task = set_task.SetTask(torch.nn.Identity(), loss='l1', target_mean=6.0,
-                            target_std=2.0)
-    out = torch.tensor([1.0, -2.0])  # standardised: 8 and 2
-    # Targets standardised: (10 - 6) / 2 = 2 and (4 - 6) / 2 = -1.
-    assert float(task.loss(out, batch)) == pytest.approx((1 + 1) / 2)
-    metrics = task.metrics(out, batch)
-    assert float(metrics['mae']) == pytest.approx((2 + 2) / 2)
-    assert float(metrics['mse']) == pytest.approx((4 + 4) / 2)
-    assert torch.equal(task.unscale(out), torch.tensor([8.0, 2.0]))
-
-    labels = Batch.from_data_list([Data(x=torch.zeros(1, 1), y=torch.tensor(
-        [c])) for c in (0, 2, 1)])
-    clf = set_task.SetTask(torch.nn.Identity(), task='classification')
-    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 1.0],
-                           [1.0, 0.0, 0.0]])
-    assert float(clf.metrics(logits, labels)['acc']) == pytest.approx(2 / 3)
-    assert float(clf.loss(logits, labels)) == pytest.approx(
-        float(F.cross_entropy(logits, labels.y)))
-
-
-@pytest.mark.parametrize('kwargs,match', [
-    ({'task': 'ranking'}, "'task' must be"),
-    ({'loss': 'hinge'}, "'loss' must be one of"),
-    ({'optimizer': 'Adam'}, "'optimizer' must name a torch.optim class"),
-    ({'schedule': 'cosine'}, "'schedule' must be one of"),
-    ({'lr': 0.0}, "'lr' must be positive"),
-    ({'target_std': 0.0}, "'target_std' must be positive"),
-])
-def test_set_task_rejects_bad_arguments(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        set_task.SetTask(torch.nn.Identity(), **kwargs)
-
-
-class Probe(set_task.SetTask):
+class Probe(SetTask):
     r"""Records the dtype of the model's output and the learning rate of
     every step."""
     def training_step(self, batch, batch_idx):
@@ -247,7 +116,7 @@ def test_precision_schedule_and_gradient_clipping_reach_the_loop(tmp_path):
     task = Probe(sum_model(), lr=0.1, schedule='one_cycle')
     trainer = set_task.build_trainer(args, parser)
     set_task.fit(trainer, task,
-                 set_task.SetDataModule(RandomSets(80), batch_size=8), args)
+                 SetDataModule(RandomSets(80), batch_size=8), args)
     dtype, lr = task.seen
     assert dtype == torch.bfloat16  # autocast ran the model in bf16
     # The last step of a one-cycle schedule runs at its floor.
@@ -258,12 +127,12 @@ def test_precision_schedule_and_gradient_clipping_reach_the_loop(tmp_path):
     parser, args = options(tmp_path / 'b', '--gradient-clip-val', '1e-3',
                            '--max-steps', '1')
     set_task.seed_everything(args)
-    task = set_task.SetTask(sum_model(), optimizer='sgd', lr=1.0)
+    task = SetTask(sum_model(), optimizer='sgd', lr=1.0)
     before = torch.cat([p.detach().flatten().clone()
                         for p in task.parameters()])
     trainer = set_task.build_trainer(args, parser)
     set_task.fit(trainer, task,
-                 set_task.SetDataModule(RandomSets(80), batch_size=8), args)
+                 SetDataModule(RandomSets(80), batch_size=8), args)
     after = torch.cat([p.detach().flatten() for p in task.parameters()])
     assert 0 < float((after - before).norm()) <= 1e-3 + 1e-7
 
@@ -286,7 +155,7 @@ def test_one_cycle_schedule_by_hand(tmp_path, steps, up):
     parser, args = options(tmp_path, '--max-steps', str(steps))
     task = Probe(sum_model(), lr=0.1, schedule='one_cycle')
     set_task.fit(set_task.build_trainer(args, parser), task,
-                 set_task.SetDataModule(RandomSets(80), batch_size=8), args)
+                 SetDataModule(RandomSets(80), batch_size=8), args)
     assert task.lrs == pytest.approx([one_cycle(s, steps, up)
                                       for s in range(steps)])
 
@@ -295,18 +164,18 @@ def test_one_cycle_stretches_when_a_run_is_extended(tmp_path):
     parser, args = options(tmp_path, '--max-steps', '20')
     first = Probe(sum_model(), lr=0.1, schedule='one_cycle')
     set_task.fit(set_task.build_trainer(args, parser), first,
-                 set_task.SetDataModule(RandomSets(80), batch_size=8), args)
+                 SetDataModule(RandomSets(80), batch_size=8), args)
     parser, args = options(tmp_path, '--max-steps', '30', '--ckpt-path',
                            'last')
     more = Probe(sum_model(), lr=0.1, schedule='one_cycle')
     set_task.fit(set_task.build_trainer(args, parser), more,
-                 set_task.SetDataModule(RandomSets(80), batch_size=8), args)
+                 SetDataModule(RandomSets(80), batch_size=8), args)
     # Steps 20-29 follow the 30-step schedule (warm-up: 3 steps).
     assert more.lrs == pytest.approx([one_cycle(s, 30, 3)
                                       for s in range(20, 30)])
 
 
-class Flat(set_task.SetTask):
+class Flat(SetTask):
     def metrics(self, out, batch):
         return {'mae': torch.tensor(1.0)}  # never improves
 
@@ -315,8 +184,8 @@ def test_early_stopping_after_patience(tmp_path):
     parser, args = options(tmp_path, '--max-steps', '-1', '--max-epochs',
                            '20', '--early-stopping', '2')
     trainer = set_task.build_trainer(args, parser, monitor='val_mae')
-    data = set_task.SetDataModule(RandomSets(40), RandomSets(8, seed=1),
-                                  batch_size=8)
+    data = SetDataModule(RandomSets(40), RandomSets(8, seed=1),
+                         batch_size=8)
     set_task.fit(trainer, Flat(sum_model()), data, args)
     # The first validation sets the best, two more without improvement.
     assert trainer.current_epoch == 3
@@ -334,22 +203,22 @@ def test_early_stopping_after_patience(tmp_path):
 def test_checkpoint_reloads_the_trained_model(tmp_path, make):
     parser, args = options(tmp_path, '--max-steps', '3')
     set_task.seed_everything(args)
-    task = set_task.SetTask(make(), task='classification')
+    task = SetTask(make(), task='classification')
     ys = RandomSets(40, classes=True)
-    data = set_task.SetDataModule(ys, batch_size=8)
+    data = SetDataModule(ys, batch_size=8)
     trainer = set_task.build_trainer(args, parser)
     set_task.fit(trainer, task, data, args)
     path = tmp_path / 'checkpoints' / 'last.ckpt'
     torch.manual_seed(1)
-    again = set_task.SetTask.load_from_checkpoint(path, model=make())
+    again = SetTask.load_from_checkpoint(path, model=make())
     assert again.hparams.task == 'classification'
-    batch = next(iter(set_task.SetLoader(ys, 10)))
+    batch = next(iter(SetLoader(ys, 10)))
     task.eval(), again.eval()
     assert torch.equal(task(batch), again(batch))
 
 
 def test_conditional_and_layer_models_through_a_subclass(tmp_path):
-    class Conditional(set_task.SetTask):
+    class Conditional(SetTask):
         def forward(self, batch):
             context = torch.ones(batch.num_graphs, 2)
             return self.model(batch.x, context, batch.batch,
@@ -361,7 +230,7 @@ def test_conditional_and_layer_models_through_a_subclass(tmp_path):
     task = Conditional(model)
     trainer = set_task.build_trainer(args, parser)
     set_task.fit(trainer, task,
-                 set_task.SetDataModule(RandomSets(40), batch_size=8), args)
+                 SetDataModule(RandomSets(40), batch_size=8), args)
     assert trainer.global_step == 3
 
 
@@ -482,9 +351,9 @@ def test_epoch_mean_after_resuming_at_an_epoch_end(tmp_path):
         parser, args = options(tmp_path / out, '--max-steps', '-1', *extra)
         set_task.seed_everything(args)
         trainer = set_task.build_trainer(args, parser)
-        set_task.fit(trainer, set_task.SetTask(sum_model()),
-                     set_task.SetDataModule(RandomSets(80), batch_size=8),
-                     args)
+        set_task.fit(trainer, SetTask(sum_model()),
+            SetDataModule(RandomSets(80), batch_size=8),
+            args)
         return set_task.history(trainer)
 
     straight = run('straight', '--max-epochs', '2')
@@ -503,9 +372,9 @@ def build_sum_model(hidden):
 
 def test_one_call_rebuilds_the_model_from_a_checkpoint(tmp_path):
     parser, args = options(tmp_path, '--max-steps', '3')
-    task = set_task.SetTask(build_sum_model, {'hidden': 5}, lr=0.1,
-                            schedule='one_cycle')
-    data = set_task.SetDataModule(RandomSets(40), batch_size=8)
+    task = SetTask(build_sum_model, {'hidden': 5}, lr=0.1,
+                   schedule='one_cycle')
+    data = SetDataModule(RandomSets(40), batch_size=8)
     set_task.fit(set_task.build_trainer(args, parser), task, data, args)
     path = tmp_path / 'checkpoints' / 'last.ckpt'
 
@@ -517,40 +386,19 @@ def test_one_call_rebuilds_the_model_from_a_checkpoint(tmp_path):
     hparams = (tmp_path / 'csv' / 'version_0' / 'hparams.yaml').read_text()
     assert 'model_kwargs:\n  hidden: 5' in hparams
 
-    again = set_task.SetTask.load_from_checkpoint(path)
-    assert type(again) is set_task.SetTask
+    again = SetTask.load_from_checkpoint(path)
+    assert type(again) is SetTask
     assert again.model.phi.out_channels == 5
-    batch = next(iter(set_task.SetLoader(RandomSets(10, seed=3), 10)))
+    batch = next(iter(SetLoader(RandomSets(10, seed=3), 10)))
     task.eval(), again.eval()
     assert torch.equal(task.predict_step(batch), again.predict_step(batch))
-
-
-def test_package_models_are_named_by_their_public_path():
-    task = set_task.SetTask(DeepSetsPointCloud, dict(
-        in_channels=3, num_classes=4, hidden_channels=8),
-        task='classification')
-    assert task.hparams.model == 'torch_geometric_deepsets:DeepSetsPointCloud'
-    assert type(task.model) is DeepSetsPointCloud
 
 
 def test_a_task_given_a_module_asks_for_it_on_load(tmp_path):
     parser, args = options(tmp_path, '--max-steps', '1')
     set_task.fit(set_task.build_trainer(args, parser),
-                 set_task.SetTask(sum_model()),
-                 set_task.SetDataModule(RandomSets(40), batch_size=8), args)
+                 SetTask(sum_model()),
+                 SetDataModule(RandomSets(40), batch_size=8), args)
     with pytest.raises(TypeError, match="pass the model again"):
-        set_task.SetTask.load_from_checkpoint(
+        SetTask.load_from_checkpoint(
             tmp_path / 'checkpoints' / 'last.ckpt')
-
-
-@pytest.mark.parametrize('builder,match', [
-    (lambda: None, 'top level of a module'),
-    ('no_such_module:f', "cannot import the model builder"),
-    ('nocolon', "must be named 'module:name'"),
-])
-def test_bad_model_builders(builder, match):
-    with pytest.raises((ValueError, ImportError), match=match):
-        set_task.SetTask(builder)
-    with pytest.raises(ValueError, match="'model_kwargs' needs a model "
-                       "builder"):
-        set_task.SetTask(sum_model(), {'hidden': 3})

@@ -2,10 +2,11 @@ import pytest
 import torch
 
 import torch_geometric.transforms as T
-from tests.fake_datasets import _TRIANGLES, box_mesh
 from torch_geometric.data import Batch, Data, HeteroData
 from torch_geometric_deepsets import DeepSetsInvariant, RandomAxisScale, ToSet
 from torch_geometric_deepsets.testing import assert_permutation_invariant
+from torch_geometric_deepsets.testing.point_clouds import _TRIANGLES
+from torch_geometric_deepsets.testing.point_clouds import _box_mesh as box_mesh
 
 
 def mesh():

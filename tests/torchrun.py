@@ -46,10 +46,12 @@ def _descendants(pid: int) -> List[int]:
 def run_torchrun(script_and_args: List[str], nproc: int = 2,
                  env: Optional[Dict[str, str]] = None,
                  cwd: Optional[str] = None,
-                 timeout: float = 180) -> Tuple[int, str]:
-    r"""Runs :obj:`script_and_args` under ``torchrun`` with :obj:`nproc`
-    local processes; returns the exit code and the combined output."""
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nnodes=1',
+                 timeout: float = 180,
+                 python: str = sys.executable) -> Tuple[int, str]:
+    r"""Runs :obj:`script_and_args` under ``torchrun`` (of :obj:`python`,
+    which also runs the workers) with :obj:`nproc` local processes; returns
+    the exit code and the combined output."""
+    cmd = [python, '-m', 'torch.distributed.run', '--nnodes=1',
            f'--nproc_per_node={nproc}', '--master_addr=127.0.0.1',
            f'--master_port={free_port()}', *script_and_args]
     env = dict(os.environ if env is None else env, GLOO_SOCKET_IFNAME='lo',

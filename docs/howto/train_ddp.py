@@ -8,7 +8,6 @@ train_ddp.py`` under SLURM. The code is the same.
 """
 import argparse
 import os
-import sys
 
 import lightning.pytorch as L
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -16,11 +15,11 @@ from torch import nn
 
 from torch_geometric_deepsets import DeepSetsInvariant
 from torch_geometric_deepsets.datasets import DigitSumText
-
-# examples/set_task/: the LightningModule and data module for set tasks.
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                '..', '..', 'examples'))
-import set_task  # noqa: E402
+from torch_geometric_deepsets.lightning import (
+    SetDataModule,
+    SetTask,
+    one_process_at_a_time,
+)
 
 
 def main():
@@ -34,7 +33,7 @@ def main():
 
     # Every process builds the dataset; the lock lets the first one generate
     # and save the files, the others load them.
-    with set_task.one_process_at_a_time('data/digit_sum'):
+    with one_process_at_a_time('data/digit_sum'):
         train = DigitSumText('data/digit_sum', 'train', num_sets=4096,
                              sizes=range(1, 11))
 
@@ -42,8 +41,8 @@ def main():
     phi = nn.Sequential(nn.Embedding(10, 64), nn.Flatten(1),
                         nn.Linear(64, 30), nn.Tanh())
     model = DeepSetsInvariant(phi=phi, rho=nn.Linear(30, 1))
-    task = set_task.SetTask(model, loss='l1', lr=1e-2)
-    data = set_task.SetDataModule(train, batch_size=64)  # per process
+    task = SetTask(model, loss='l1', lr=1e-2)
+    data = SetDataModule(train, batch_size=64)  # per process
 
     trainer = L.Trainer(
         accelerator=args.accelerator, devices=args.devices,

@@ -1,4 +1,5 @@
-r"""The one :class:`~lightning.pytorch.LightningModule` of the set tasks."""
+r"""The :class:`~lightning.pytorch.LightningModule` of set regression and
+classification."""
 import contextlib
 from typing import Any, Callable, Dict, Optional, Sequence, Union
 
@@ -9,8 +10,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from torch_geometric.data import Batch
-
-from .models import import_path, locate
+from torch_geometric_deepsets.lightning.builders import import_path, locate
 
 LOSSES: Dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     'l1': F.l1_loss,
@@ -20,6 +20,9 @@ LOSSES: Dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 SCHEDULES = (None, 'one_cycle', 'multistep')
 #: The key of the task's class in a checkpoint (load_from_checkpoint).
 TASK_CLASS = 'set_task_class'
+#: How checkpoints saved by the repository's example scripts before the
+#: task moved into the package name it.
+_MOVED = {'set_task:SetTask': 'torch_geometric_deepsets.lightning:SetTask'}
 
 
 def _optimizers() -> Dict[str, type]:
@@ -41,6 +44,19 @@ class SetTask(L.LightningModule):
     its :obj:`"module:name"`) and its :obj:`model_kwargs`: the checkpoint's
     hyperparameters then hold the builder's name and arguments, widths
     included.
+
+    .. code-block:: python
+
+        import lightning.pytorch as L
+        from torch_geometric_deepsets import DeepSetsInvariant
+        from torch_geometric_deepsets.lightning import SetDataModule, SetTask
+
+        task = SetTask(DeepSetsInvariant, {'phi': [3, 64], 'rho': [64, 1]},
+                       loss='l1', schedule='one_cycle')
+        trainer = L.Trainer(max_steps=1000, use_distributed_sampler=False)
+        trainer.fit(task, datamodule=SetDataModule(train, val))
+        path = trainer.checkpoint_callback.best_model_path
+        task = SetTask.load_from_checkpoint(path)  # the model rebuilt
 
     The loss is logged as :obj:`train_loss` (per step),
     :obj:`train_loss_epoch` (its mean over the sets of an epoch, a
@@ -175,7 +191,7 @@ class SetTask(L.LightningModule):
                            weights_only=True).get(TASK_CLASS)
         if hasattr(checkpoint_path, 'seek'):
             checkpoint_path.seek(0)  # a file object, read again below
-        target = cls if saved is None else locate(saved)
+        target = cls if saved is None else locate(_MOVED.get(saved, saved))
         if not (isinstance(target, type) and issubclass(target, cls)):
             raise TypeError(f"the checkpoint holds a {saved}, not a "
                             f"{cls.__name__}")

@@ -1,5 +1,49 @@
 r"""The command line of the example scripts and the
-:class:`~lightning.pytorch.Trainer` it becomes."""
+:class:`~lightning.pytorch.Trainer` it becomes.
+
+The task, the data module and the callbacks are the package's
+(:mod:`torch_geometric_deepsets.lightning`); this module turns the options
+every script shares into a trainer. A script reads top to bottom like
+this::
+
+    import argparse
+
+    import set_task                       # this module, beside the script
+    from torch_geometric_deepsets.lightning import (
+        SetTask, one_process_at_a_time, predict)
+
+    parser = argparse.ArgumentParser(description='My set experiment')
+    set_task.add_arguments(parser, name='mine', max_steps=2000,
+                           batch_size=64, lr=1e-3)
+    parser.add_argument('--hidden', type=set_task.positive_int, default=64)
+    args = parser.parse_args()
+
+    set_task.seed_everything(args)        # seed and torch threads
+    with one_process_at_a_time(args.data_root):
+        train = MyDataset(args.data_root, 'train')   # generated once
+        test = MyDataset(args.data_root, 'test')
+    data = set_task.data_module(args, parser, train, test)
+    task = SetTask(build_model, {'hidden': args.hidden}, loss='l1',
+                   lr=args.lr, schedule='one_cycle')
+    trainer = set_task.build_trainer(args, parser)
+    set_task.fit(trainer, task, data, args)
+    if trainer.is_global_zero:            # rank 0 reports
+        pred, batches = predict(task, test)
+
+``build_model`` is a function (or class) at the top level of the script,
+so that ``SetTask.load_from_checkpoint(path)`` rebuilds the trained model
+(with the script's folder on :obj:`sys.path`).
+
+What every script gets from :func:`add_arguments` and :func:`build_trainer`:
+``--max-steps``/``--max-epochs``, ``--precision`` (e.g. ``bf16-mixed``),
+``--accelerator``, ``--devices``, ``--strategy`` (``ddp``),
+``--num-nodes``, ``--gradient-clip-val``, ``--accumulate-grad-batches``,
+``--seed``, ``--deterministic``, ``--ckpt-path last`` (resume, also to
+extend a finished run with a larger ``--max-steps``), ``--early-stopping``,
+a progress bar on a terminal plus one log line per epoch, a CSV log (and
+TensorBoard when installed) and ``last.ckpt`` under ``--out``, and Ctrl-C
+that saves a checkpoint at the next step and prints how to resume.
+"""
 import argparse
 import contextlib
 import os.path as osp
@@ -19,9 +63,12 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch import nn
 
 from torch_geometric.data import Dataset
-
-from .callbacks import EpochLog, Interrupt
-from .data import SetDataModule
+from torch_geometric_deepsets.lightning import (
+    EpochLog,
+    Interrupt,
+    SetDataModule,
+    TerminalProgressBar,
+)
 
 
 def positive_int(text: str) -> int:
@@ -142,7 +189,8 @@ def add_arguments(parser: argparse.ArgumentParser, name: str,
     group.add_argument('--data-root', default='data',
                        help='generated datasets go here (default: data)')
     group.add_argument('--no-progress', action='store_true',
-                       help='no progress bar (the per-epoch lines stay)')
+                       help='no progress bar, even on a terminal (the '
+                       'per-epoch lines stay)')
     group.add_argument('--no-plot', action='store_true',
                        help='skip the matplotlib plot')
 
@@ -173,7 +221,8 @@ def build_trainer(args: argparse.Namespace, parser: argparse.ArgumentParser,
     r"""A :class:`~lightning.pytorch.Trainer` from :func:`add_arguments`'s
     options, with :class:`~lightning.pytorch.callbacks.ModelCheckpoint`
     (:obj:`last.ckpt` and the best by :obj:`monitor` in
-    :obj:`out/checkpoints`), :class:`EpochLog`, :class:`Interrupt`, and
+    :obj:`out/checkpoints`), :class:`EpochLog`, :class:`Interrupt`,
+    :class:`TerminalProgressBar` (unless :obj:`--no-progress`), and
     CSV logs in :obj:`out/csv` (TensorBoard in :obj:`out/tensorboard` when
     installed). Options Lightning rejects (an absent accelerator, more
     devices than there are) become an argparse error.
@@ -200,6 +249,8 @@ def build_trainer(args: argparse.Namespace, parser: argparse.ArgumentParser,
         filename='{epoch}-{step}', enable_version_counter=False)
     callbacks: List[Callback] = [checkpoint, EpochLog(),
                                  Interrupt(_resume_hint())]
+    if not args.no_progress:  # Lightning's bar, on a terminal only
+        callbacks.append(TerminalProgressBar())
     if args.early_stopping is not None:
         callbacks.append(EarlyStopping(monitor, patience=args.early_stopping,
                                        mode=mode))

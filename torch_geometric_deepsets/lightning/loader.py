@@ -1,19 +1,11 @@
-r"""The data side of the set tasks: resumable loaders of PyG datasets of
-sets, a :class:`~torch_geometric.data.LightningDataset` for them, and
-inference over a dataset."""
-import contextlib
-import os
-import os.path as osp
+r"""Resumable, sharded mini-batches of PyG datasets of sets."""
 from typing import Dict, Iterator, List, Optional, Tuple
 
-import lightning.pytorch as L
 import torch
-from filelock import FileLock
 from torch import Tensor
 from torch.utils.data import DataLoader, DistributedSampler
 
 from torch_geometric.data import Batch, Dataset, InMemoryDataset
-from torch_geometric.data.lightning import LightningDataset
 from torch_geometric.loader.dataloader import Collater
 
 
@@ -167,102 +159,3 @@ class SetLoader(DataLoader):
         r"""The next iteration over epoch :obj:`state["epoch"]` skips its
         first :obj:`state["batches"]` batches."""
         self._resume = dict(state)
-
-
-class SetDataModule(LightningDataset):
-    r"""PyG's :class:`~torch_geometric.data.LightningDataset` with
-    :class:`SetLoader` for every split: shuffled, resumable training batches
-    and, under DDP, every process its shard of each split (the processes and
-    ranks come from the trainer, so Lightning need not replace the
-    sampler: build the trainer with :obj:`use_distributed_sampler=False`, as
-    :func:`build_trainer` does).
-
-    Args:
-        train_dataset (torch_geometric.data.Dataset): Training sets.
-        val_dataset (torch_geometric.data.Dataset, optional): Validation
-            sets. (default: :obj:`None`)
-        test_dataset (torch_geometric.data.Dataset, optional): Test sets.
-            (default: :obj:`None`)
-        batch_size (int, optional): Training sets per batch and process.
-            (default: :obj:`64`)
-        eval_batch_size (int, optional): Sets per evaluation batch.
-            (default: :obj:`1024`)
-        seed (int, optional): Seed of the training order.
-            (default: :obj:`0`)
-        drop_last (bool, optional): Drop the last, smaller training batch of
-            an epoch. (default: :obj:`True`)
-        num_workers (int, optional): Collating worker processes.
-            (default: :obj:`0`)
-    """
-    def __init__(self, train_dataset: Dataset,
-                 val_dataset: Optional[Dataset] = None,
-                 test_dataset: Optional[Dataset] = None,
-                 batch_size: int = 64, eval_batch_size: int = 1024,
-                 seed: int = 0, drop_last: bool = True,
-                 num_workers: int = 0) -> None:
-        super().__init__(train_dataset, val_dataset, test_dataset,
-                         batch_size=batch_size, num_workers=num_workers,
-                         pin_memory=False)
-        per_process = len(train_dataset)
-        if drop_last and batch_size > per_process:
-            raise ValueError(f"'batch_size' ({batch_size}) is larger than "
-                             f"the training set ({per_process} sets)")
-        self.eval_batch_size = eval_batch_size
-        self.seed = seed
-        self.drop_last = drop_last
-
-    def _loader(self, dataset: Dataset, train: bool) -> SetLoader:
-        trainer = self.trainer
-        replicas = 1 if trainer is None else trainer.world_size
-        rank = 0 if trainer is None else trainer.global_rank
-        if train and self.drop_last and \
-                len(dataset) // replicas < self.kwargs['batch_size']:
-            raise ValueError(f"{replicas} processes leave each "
-                             f"{len(dataset) // replicas} training sets, "
-                             f"fewer than one batch of "
-                             f"{self.kwargs['batch_size']}")
-        return SetLoader(
-            dataset, self.kwargs['batch_size'] if train else
-            self.eval_batch_size, shuffle=train, seed=self.seed,
-            drop_last=train and self.drop_last, num_replicas=replicas,
-            rank=rank, num_workers=self.kwargs['num_workers'])
-
-    def train_dataloader(self) -> SetLoader:
-        r"""Shuffled, resumable batches of this process's training sets."""
-        return self._loader(self.train_dataset, train=True)
-
-    def val_dataloader(self) -> SetLoader:
-        r"""This process's validation sets, in order."""
-        return self._loader(self.val_dataset, train=False)
-
-    def test_dataloader(self) -> SetLoader:
-        r"""This process's test sets, in order."""
-        return self._loader(self.test_dataset, train=False)
-
-
-@contextlib.contextmanager
-def one_process_at_a_time(root: str) -> Iterator[None]:
-    r"""Serialises the body across processes with a lock file next to
-    :obj:`root`: the first process to get there generates and saves the
-    datasets, the others then load them (under :obj:`torchrun` every rank
-    starts at once). Needs a file system that all of them share or, per
-    node, a local one."""
-    os.makedirs(osp.dirname(osp.abspath(root)) or '.', exist_ok=True)
-    with FileLock(osp.abspath(root) + '.lock'):
-        yield
-
-
-@torch.no_grad()
-def predict(task: L.LightningModule, dataset: Dataset,
-            batch_size: int = 1024) -> tuple:
-    r"""Runs :obj:`task` over :obj:`dataset` in order, in eval mode on the
-    task's device. Returns the concatenated :meth:`SetTask.predict_step`
-    outputs (on the CPU) and the batches."""
-    was_training = task.training
-    task.eval()
-    outputs, batches = [], []
-    for i, batch in enumerate(SetLoader(dataset, batch_size)):
-        outputs.append(task.predict_step(batch.to(task.device), i).cpu())
-        batches.append(batch)
-    task.train(was_training)
-    return torch.cat(outputs), batches

@@ -16,9 +16,14 @@ def import_path(builder: Callable[..., Any]) -> str:
 
     A builder defined in the script being run (module :obj:`__main__`) is
     named after the script's file, which imports under that name from its
-    folder; one that a package exports at its top level is named after the
-    package (:obj:`"torch_geometric_deepsets:DeepSetsPointCloud"`), which
-    survives moves between the package's files."""
+    folder. One that a parent package exports is named after the shortest
+    such package (:obj:`"torch_geometric_deepsets:DeepSetsPointCloud"`,
+    :obj:`"torch_geometric_deepsets.lightning:SetTask"`), which survives
+    moves between the package's files.
+
+    Args:
+        builder (callable): The function or class.
+    """
     module, name = builder.__module__, builder.__qualname__
     if '.' in name or name == '<lambda>':
         raise ValueError(f"the model builder {name!r} must be defined at the "
@@ -31,14 +36,20 @@ def import_path(builder: Callable[..., Any]) -> str:
                              f"interactive session; define it in a module "
                              f"that a checkpoint can import again")
         module = osp.splitext(osp.basename(script))[0]
-    top = module.split('.')[0]
-    if top != module and getattr(sys.modules.get(top), name, None) is builder:
-        module = top
+    parts = module.split('.')
+    for end in range(1, len(parts)):
+        parent = '.'.join(parts[:end])
+        if getattr(sys.modules.get(parent), name, None) is builder:
+            return f'{parent}:{name}'
     return f'{module}:{name}'
 
 
 def locate(path: str) -> Callable[..., Any]:
-    r"""The object that :func:`import_path` named :obj:`path`."""
+    r"""The object that :func:`import_path` named :obj:`path`.
+
+    Args:
+        path (str): :obj:`"module:name"`.
+    """
     module, sep, name = path.partition(':')
     if not sep or not module or not name:
         raise ValueError(f"a model builder must be named 'module:name' "
@@ -47,7 +58,7 @@ def locate(path: str) -> Callable[..., Any]:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as e:
         raise ImportError(
-            f"cannot import the model builder {path!r} ({e}); for the "
-            f"example scripts, put the examples/ folder on sys.path first, "
-            f"e.g. sys.path.insert(0, 'examples') in the repository root"
-        ) from e
+            f"cannot import the model builder {path!r} ({e}); its module "
+            f"must be importable where the checkpoint is loaded (on "
+            f"sys.path; for the example scripts of the repository, its "
+            f"examples/ folder)") from e
