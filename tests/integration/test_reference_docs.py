@@ -18,7 +18,8 @@ REFERENCE = osp.join(ROOT, 'docs', 'reference')
 PUBLIC = ['torch_geometric_deepsets', 'torch_geometric_deepsets.models',
           'torch_geometric_deepsets.aggr', 'torch_geometric_deepsets.stream',
           'torch_geometric_deepsets.datasets',
-          'torch_geometric_deepsets.testing', 'torch_geometric_deepsets.sets']
+          'torch_geometric_deepsets.testing', 'torch_geometric_deepsets.sets',
+          'torch_geometric_deepsets.lightning']
 
 DIRECTIVE = re.compile(r'^\.\. (auto\w+|currentmodule):: (\S+)\s*$')
 
