@@ -40,7 +40,8 @@ def test_one_protocol_and_one_signature(cls, case):
     index = 'index' if is_aggr else 'batch'
     expected = ['x'] + (['context'] if case.context else []) + [
         index, 'ptr', 'dim_size', 'dim'] + (['max_num_elements']
-                                            if is_aggr else [])
+                                            if is_aggr else []) + (
+        ['weight'] if cls.takes_weight else [])
     params = inspect.signature(cls.forward).parameters
     assert list(params)[1:] == expected
     defaults = {name: params[name].default for name in expected[1:]}

@@ -337,3 +337,40 @@ def test_pooled_width_matches_actual_width():
         assert width == aggr(x, index, dim_size=3).size(-1), aggr
     assert pooled_width(A.SumAggregation(), None) is None
     assert pooled_width(A.SumAggregation(), -1) is None
+
+
+@pytest.mark.parametrize('aggr', ['min', 'max'])
+@pytest.mark.parametrize('layout', ['index', 'ptr'])
+def test_an_extreme_of_zero_gets_the_whole_gradient(aggr, layout,
+                                                    kernel_path):
+    # PyG's MinAggregation (scatter_reduce's backward) counted the zero it
+    # fills the output with as a tie and gave the row half the gradient.
+    phi = torch.nn.Linear(1, 1)
+    with torch.no_grad():
+        phi.weight.fill_(1.0)
+        phi.bias.fill_(0.0)
+    model = DeepSetsInvariant(phi, torch.nn.Identity(), aggr=aggr)
+    x = torch.tensor([[0.0], [2.0]]) if aggr == 'min' else \
+        torch.tensor([[0.0], [-2.0]])
+    grouping = dict(index=torch.tensor([0, 0])) if layout == 'index' else \
+        dict(ptr=torch.tensor([0, 2]))
+    model(x, **grouping).sum().backward()
+    assert phi.bias.grad.item() == 1.0
+    assert phi.weight.grad.item() == 0.0
+
+
+@pytest.mark.parametrize('aggr', ['min', 'max'])
+def test_a_compiled_extreme_of_zero_gets_the_whole_gradient(aggr):
+    torch._dynamo.reset()
+    model = DeepSetsInvariant(torch.nn.Identity(), torch.nn.Identity(),
+                              aggr=aggr)
+    compiled = torch.compile(model, fullgraph=True)
+    x = torch.tensor([[0.0, 1.0], [2.0, -1.0], [0.0, 3.0]],
+                     requires_grad=True)
+    index = torch.tensor([0, 0, 1])
+    compiled(x, index, dim_size=2).sum().backward()
+    expected = x.detach().clone().requires_grad_()
+    model(expected, index, dim_size=2).sum().backward()
+    assert torch.equal(x.grad, expected.grad)
+    assert x.grad[0, 0] == (1.0 if aggr == 'min' else 0.0)
+    torch._dynamo.reset()

@@ -248,6 +248,48 @@ def check_ptr_values(ptr: Tensor, num_rows: int, index: Optional[Tensor],
                          f"pass only one of them")
 
 
+# Per-element weights ########################################################
+
+#: The integer dtypes a weight may have (counts of copies).
+INTEGERS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+def check_weight(weight: Any, x: Tensor, dim: int) -> None:
+    r"""Raises unless :obj:`weight` holds one real, non-negative weight per
+    element of :obj:`x` (rows along :obj:`dim`, non-negative): shape
+    :math:`[N]`, or the shape of :obj:`x` without its features (a weight per
+    element of every leading slice), on the device of :obj:`x`. Negative
+    weights are found wherever :func:`value_checks_enabled` says."""
+    if not isinstance(weight, Tensor):
+        raise TypeError(f"'weight' must be a torch.Tensor of per-element "
+                        f"weights (got {type(weight).__name__})")
+    if weight.dtype == torch.bool:
+        raise TypeError("'weight' is a boolean tensor, which looks like a "
+                        "mask: pass weight=mask.to(x.dtype) to weigh masked "
+                        "elements 0, or drop them (for padded sets, "
+                        "from_dense(x, mask))")
+    if not (weight.dtype.is_floating_point or weight.dtype in INTEGERS):
+        raise TypeError(f"'weight' must hold real numbers, float or integer "
+                        f"(got dtype {weight.dtype})")
+    num_rows = x.size(dim)
+    elements = tuple(x.shape[:-1])
+    if tuple(weight.shape) not in ((num_rows, ), elements):
+        also = '' if len(elements) == 1 else f' or {list(elements)}'
+        raise ValueError(f"'weight' has shape {tuple(weight.shape)} but 'x' "
+                         f"has shape {tuple(x.shape)} with {num_rows} "
+                         f"elements along dim {dim}; give one weight per "
+                         f"element: shape [{num_rows}]{also}")
+    if weight.device != x.device:
+        raise ValueError(f"'weight' is on {weight.device} but 'x' is on "
+                         f"{x.device}")
+    if weight.numel() > 0 and value_checks_enabled(weight):
+        low = weight.min().item()
+        if low < 0:
+            raise ValueError(f"'weight' holds the negative weight {low}; a "
+                             f"weight counts copies of its element (0: "
+                             f"absent) and must be >= 0")
+
+
 # The context of conditioned models ##########################################
 
 

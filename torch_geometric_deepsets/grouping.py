@@ -10,6 +10,7 @@ sets) says which rows form which set. Rows lie along :obj:`dim` (:obj:`-2`
 by default, as for PyG's aggregations); the last dimension holds the
 features.
 """
+import math
 from typing import NamedTuple, Optional
 
 import torch
@@ -123,3 +124,28 @@ def element_index(x: Tensor, index: Optional[Tensor], ptr: Optional[Tensor],
         return index
     assert ptr is not None
     return ptr_to_index(ptr, x.size(dim))
+
+
+def element_weights(weight: Tensor, x: Tensor, dim: int) -> Tensor:
+    r""":obj:`weight` (checked by
+    :func:`~torch_geometric_deepsets.checks.check_weight`) as a tensor that
+    broadcasts against :obj:`x` with its elements along :obj:`dim`
+    (non-negative), in the dtype of a floating :obj:`x`."""
+    if weight.dim() == 1:  # one weight per element, for every slice
+        shape = [1] * x.dim()
+        shape[dim] = -1
+        weight = weight.view(shape)
+    else:  # the shape of x without its features
+        weight = weight.unsqueeze(-1)
+    return weight.to(x.dtype) if x.is_floating_point() else weight
+
+
+def fold_weight(weight: Tensor, x: Tensor, dim: int) -> Tensor:
+    r""":obj:`weight` for :obj:`x` folded into a matrix (see
+    :func:`~torch_geometric_deepsets.leading.fold_leading`): one weight per
+    row, slice after slice."""
+    if weight.dim() == 1:
+        shape = list(x.shape[:-1])
+        del shape[dim]
+        return weight.repeat(math.prod(shape))
+    return weight.movedim(dim, -1).reshape(-1)

@@ -103,13 +103,16 @@ class PermutationEquivariantLayer(SetModule):
             self.lin_pool.reset_parameters()
         self.aggr_module.reset_parameters()
 
+    takes_weight = True
+
     def forward(self, x: Tensor, batch: Optional[Tensor] = None,
                 ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
-                dim: int = -2) -> Tensor:
+                dim: int = -2, weight: Optional[Tensor] = None) -> Tensor:
         r"""The layer on every element."""
         if is_uninitialized_parameter(self.lin.weight):  # first call
             self.lin(x.narrow(dim, 0, 0))
-        pooled = apply_aggr(self.aggr_module, x, batch, ptr, dim_size, dim)
+        pooled = apply_aggr(self.aggr_module, x, batch, ptr, dim_size, dim,
+                            weight=weight)
         if self.lin_pool is None:
             if pooled.size(-1) != x.size(-1):
                 raise ValueError(f"tied=True subtracts the pooled features "

@@ -17,6 +17,7 @@ from torch_geometric.nn.aggr import (
     LSTMAggregation,
     MaxAggregation,
     MeanAggregation,
+    MinAggregation,
     MLPAggregation,
     MultiAggregation,
     PatchTransformerAggregation,
@@ -28,7 +29,17 @@ from torch_geometric.nn.aggr import (
 from torch_geometric.nn.resolver import aggregation_resolver
 from torch_geometric_deepsets._kernels import segment_pool
 from torch_geometric_deepsets._kernels.paths import use_torch_scatter
-from torch_geometric_deepsets.grouping import element_index, resolve_sets
+from torch_geometric_deepsets.capabilities import (
+    weighted_form,
+    weighting_error,
+)
+from torch_geometric_deepsets.checks import check_weight
+from torch_geometric_deepsets.grouping import (
+    element_index,
+    element_weights,
+    resolve_sets,
+)
+from torch_geometric_deepsets.sets import SetModule
 
 AggrType = Union[str, List[str], Aggregation, List[Aggregation], None]
 
@@ -121,6 +132,7 @@ _FAST_REDUCE = {
     SumAggregation: 'sum',
     MeanAggregation: 'mean',
     MaxAggregation: 'max',
+    MinAggregation: 'min',
 }
 
 
@@ -132,7 +144,8 @@ def _needs_sorted_rows(aggr: Aggregation) -> bool:
 
 def apply_aggr(aggr: Aggregation, x: Tensor, index: Optional[Tensor],
                ptr: Optional[Tensor], dim_size: int, dim: int,
-               max_num_elements: Optional[int] = None) -> Tensor:
+               max_num_elements: Optional[int] = None,
+               weight: Optional[Tensor] = None) -> Tensor:
     r"""Runs :obj:`aggr` on input that :func:`resolve_sets` validated
     (:obj:`dim` non-negative); :obj:`max_num_elements`, where given, goes to
     :obj:`aggr` as to PyG's aggregations that pad sets (sum, mean and max
@@ -145,9 +158,17 @@ def apply_aggr(aggr: Aggregation, x: Tensor, index: Optional[Tensor],
     other sets of the batch, every empty set gets the value PyG gives an
     empty set next to non-empty ones (quantiles, including the median: their
     :obj:`fill_value`; padding aggregations, which fail on input without
-    rows for two sets or more). Sum, mean and max run through
+    rows for two sets or more). Sum, mean, max and min run through
     :func:`~torch_geometric_deepsets._kernels.segment_pool`.
+
+    With :obj:`weight` (checked, one per row of :obj:`x`), every row of
+    weight :math:`k` counts as :math:`k` copies of it: the aggregation's
+    declared weighted form runs
+    (:mod:`~torch_geometric_deepsets.aggr.weighted`), and one that has none
+    raises a :class:`ValueError` naming it.
     """
+    if weight is not None:
+        return _apply_weighted(aggr, x, index, ptr, dim_size, dim, weight)
     reduce = _FAST_REDUCE.get(type(aggr))
     if reduce is not None:
         return segment_pool(x, index, ptr, dim_size, reduce, dim)
@@ -169,6 +190,26 @@ def apply_aggr(aggr: Aggregation, x: Tensor, index: Optional[Tensor],
     kwargs = {} if max_num_elements is None else {
         'max_num_elements': max_num_elements}
     return aggr(x, index, ptr=ptr, dim_size=dim_size, dim=dim, **kwargs)
+
+
+def _apply_weighted(aggr: Aggregation, x: Tensor, index: Optional[Tensor],
+                    ptr: Optional[Tensor], dim_size: int, dim: int,
+                    weight: Tensor) -> Tensor:
+    if isinstance(aggr, MultiAggregation):
+        return aggr.combine([
+            _apply_weighted(member, x, index, ptr, dim_size, dim, weight)
+            for member in aggr.aggrs
+        ])
+    if isinstance(aggr, SetModule) and aggr.takes_weight:
+        # The package's own aggregations (a nested model) take the weights
+        # of the rows as they are given.
+        return aggr(x, index, ptr=ptr, dim_size=dim_size, dim=dim,
+                    weight=weight)
+    form = weighted_form(aggr)
+    if form is None:
+        raise weighting_error(aggr)
+    return form(aggr, x, index, ptr, dim_size, dim,
+                element_weights(weight, x, dim))
 
 
 def _with_leading_set(aggr: Aggregation, x: Tensor, index: Tensor,
@@ -201,6 +242,8 @@ def pool(
     dim_size: Optional[int] = None,
     aggr: AggrType = 'sum',
     dim: int = -2,
+    *,
+    weight: Optional[Tensor] = None,
 ) -> Tensor:
     r"""Pools the rows of :obj:`x` set by set.
 
@@ -225,14 +268,20 @@ def pool(
             (default: :obj:`"sum"`)
         dim (int, optional): The dimension of the elements; any, the last
             one included, as for PyG's aggregations. (default: :obj:`-2`)
+        weight (torch.Tensor, optional): A weight per element :math:`(N)`
+            (or the shape of :obj:`x` without its features), float or
+            integer: an element of weight :math:`k` counts as :math:`k`
+            copies of it (0: absent). (default: :obj:`None`)
 
     Shapes:
         - **input:** :math:`(*, N, F)`, :math:`(N)` or :math:`(B + 1)`
         - **output:** :math:`(*, B, F')`
     """
     sets = resolve_sets(x, batch, ptr, dim_size, dim, any_dim=True)
+    if weight is not None:
+        check_weight(weight, x, sets.dim)
     module = aggr if isinstance(aggr, Aggregation) else resolve_aggr(aggr)
-    return apply_aggr(module, x, *sets)
+    return apply_aggr(module, x, *sets, weight=weight)
 
 
 def broadcast(pooled: Tensor, x: Tensor, index: Optional[Tensor],

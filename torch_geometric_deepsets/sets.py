@@ -34,8 +34,17 @@ import torch
 from torch import Tensor
 
 from torch_geometric.nn.aggr import Aggregation
-from torch_geometric_deepsets.checks import check_context, check_dtype
-from torch_geometric_deepsets.grouping import element_index, resolve_sets
+from torch_geometric_deepsets.capabilities import weighting_error
+from torch_geometric_deepsets.checks import (
+    check_context,
+    check_dtype,
+    check_weight,
+)
+from torch_geometric_deepsets.grouping import (
+    element_index,
+    fold_weight,
+    resolve_sets,
+)
 from torch_geometric_deepsets.leading import fold_leading, unfold_leading
 
 __all__ = ['SetModule', 'SetAggregation', 'ConditionedSetModule']
@@ -59,6 +68,10 @@ dim_size (int, optional): Number of sets :math:`B`; without it,
     PyG). (default: :obj:`None`)
 dim (int, optional): The dimension of the elements.
     (default: :obj:`-2`)"""
+_WEIGHT_DOC = """weight (torch.Tensor, optional): A weight per element
+    :math:`(N)` or :math:`(*, N)`, float or integer: an element of
+    weight :math:`k` counts as :math:`k` copies of it (0: absent).
+    Keyword only. (default: :obj:`None`)"""
 _AGGREGATION_DOC = """max_num_elements (int, optional): The most elements of
     a set that aggregations which pad sets (e.g. :obj:`"lstm"`)
     take, as in PyG's :class:`~torch_geometric.nn.aggr.Aggregation`.
@@ -78,6 +91,8 @@ def _document_forward(cls: type) -> None:
                     else "like PyG's :obj:`batch`")).splitlines()
     if cls.takes_context:
         lines[1:1] = _CONTEXT_DOC.splitlines()
+    if cls.takes_weight:
+        lines += _WEIGHT_DOC.splitlines()
     if cls.index_name == 'index':
         lines += _AGGREGATION_DOC.splitlines()
     body = '\n'.join(' ' * 12 + line for line in lines)
@@ -117,6 +132,11 @@ class SetModule(torch.nn.Module):
     #: Whether :meth:`forward` needs the set id of every row even where
     #: :obj:`ptr` alone came (most do; pooling alone can run on :obj:`ptr`).
     needs_index: ClassVar[bool] = True
+    #: Whether :meth:`forward` takes per-element weights (the keyword-only
+    #: :obj:`weight`, checked and laid out like the rows of :obj:`x`);
+    #: a class that cannot declares why with
+    #: :func:`~torch_geometric_deepsets.aggr.declare_not_weighted`.
+    takes_weight: ClassVar[bool] = False
 
     #: The number of features per element :meth:`forward` takes, where
     #: known (:obj:`None`, or :obj:`-1` for a lazy width, otherwise): the
@@ -160,6 +180,7 @@ class SetModule(torch.nn.Module):
             # Traced by PyG's to_hetero (as a leaf): record the call as is.
             return torch.nn.Module.__call__(self, x, *args, **kwargs)
         bound = self._bind(args, kwargs)
+        weight = bound.pop('weight', None)
         context = bound.pop('context', None)
         index = bound.pop(self.index_name, None)
         ptr = bound.pop('ptr', None)
@@ -176,6 +197,8 @@ class SetModule(torch.nn.Module):
             check_context(context, dim_size, self.context_width(), x, dim,
                           lazy=self.context_channels == -1,
                           index_name=self.index_name)
+        if weight is not None:
+            check_weight(weight, x, dim)
         if self.needs_index or self.folds_leading_dims:
             index = element_index(x, index, ptr, dim)
 
@@ -183,9 +206,13 @@ class SetModule(torch.nn.Module):
         if folded:
             ndim, rows_dim = x.dim(), dim
             leading = x.movedim(dim, -2).shape[:-2]
+            if weight is not None:
+                weight = fold_weight(weight, x, dim)
             x, index, ptr, dim_size, context = fold_leading(
                 x, dim, index, ptr, dim_size, context)
             dim = 0
+        if self.takes_weight:
+            bound['weight'] = weight
         before = (context, ) if self.takes_context else ()
         out = torch.nn.Module.__call__(self, x, *before, index, ptr=ptr,
                                        dim_size=dim_size, dim=dim, **bound)
@@ -206,6 +233,9 @@ class SetModule(torch.nn.Module):
                 raise TypeError(f"{cls}() got multiple values for argument "
                                 f"'{key}'")
             bound[key] = value
+        if 'weight' in bound and bound['weight'] is not None and \
+                not self.takes_weight:
+            raise weighting_error(self)
         if 'context' in bound and not self.takes_context:
             models = ' and '.join(ConditionedSetModule.public_classes())
             raise ValueError(f"{cls} takes no 'context'; the models "
@@ -223,13 +253,17 @@ class SetModule(torch.nn.Module):
 
 
 def call_validated(module: SetModule, x: Tensor, index: Tensor,
-                   dim_size: int, dim: int = 0) -> Tensor:
+                   dim_size: int, dim: int = 0,
+                   weight: Optional[Tensor] = None) -> Tensor:
     r"""Runs a :class:`SetModule` from inside another one's
     :meth:`~SetModule.forward`, on input the enclosing call validated
     (hooks kept, no second prologue): a stack validates its input once per
     call, not once per layer."""
+    if weight is None:
+        return torch.nn.Module.__call__(module, x, index, dim_size=dim_size,
+                                        dim=dim)
     return torch.nn.Module.__call__(module, x, index, dim_size=dim_size,
-                                    dim=dim)
+                                    dim=dim, weight=weight)
 
 
 class SetAggregation(SetModule, Aggregation):

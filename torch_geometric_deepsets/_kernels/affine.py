@@ -34,12 +34,13 @@ def bias_weight(mean: bool, counts: Optional[Tensor] = None,
                 ptr: Optional[Tensor] = None,
                 dtype: torch.dtype = torch.float32) -> Tensor:
     r"""The weight :math:`w_s` of the bias in the pooled affine layer: the
-    set size :math:`n_s` (:obj:`counts`) for the sum, :math:`[n_s > 0]`
-    for the mean. A mean over :obj:`ptr` on the device path, which needs
-    no set sizes otherwise, reads it from :obj:`ptr` (in :obj:`dtype`)."""
+    set size :math:`n_s` (:obj:`counts`, or the total weight of a set of
+    weighted rows) for the sum, :math:`[n_s > 0]` for the mean. A mean
+    over :obj:`ptr` on the device path, which needs no set sizes
+    otherwise, reads it from :obj:`ptr` (in :obj:`dtype`)."""
     if counts is None:
         return (ptr[1:] != ptr[:-1]).to(dtype)
-    return counts.clamp(max=1) if mean else counts
+    return (counts > 0).to(counts.dtype) if mean else counts
 
 
 def divisors(counts: Tensor) -> Tensor:

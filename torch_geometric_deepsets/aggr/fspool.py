@@ -8,9 +8,11 @@ from torch.nn.parameter import UninitializedParameter
 from torch_geometric.nn.dense.linear import is_uninitialized_parameter
 from torch_geometric.utils import cumsum
 from torch_geometric_deepsets._kernels import segment_pool, set_counts
-from torch_geometric_deepsets.aggr.capabilities import (
+from torch_geometric_deepsets.capabilities import (
+    ORDER_STATISTICS,
     SORTS,
     declare_not_streamable,
+    declare_not_weighted,
 )
 from torch_geometric_deepsets.checks import check_int
 from torch_geometric_deepsets.sets import SetAggregation
@@ -134,3 +136,4 @@ class FSPool(SetAggregation):
 
 
 declare_not_streamable(SORTS, FSPool)
+declare_not_weighted(ORDER_STATISTICS, FSPool)

@@ -179,15 +179,18 @@ class DeepSetsConditional(ConditionedSetModule):
         return self.context_fusion.expected_channels(first_linear(self.phi),
                                                      self.in_channels)
 
+    takes_weight = True
+
     def forward(self, x: Tensor, context: Tensor,
                 batch: Optional[Tensor] = None, ptr: Optional[Tensor] = None,
-                dim_size: Optional[int] = None, dim: int = -2) -> Tensor:
+                dim_size: Optional[int] = None, dim: int = -2,
+                weight: Optional[Tensor] = None) -> Tensor:
         r""":math:`f(\mathcal{X}_s \mid \mathbf{z}_s)` for every set."""
         if self.phi_first is not None:
             x = run(self.phi_first, x, batch, ptr, dim_size, dim)
         x = self.context_fusion(x, context, batch)
         out = phi_pool(self.phi, self.aggr_module, x, batch, ptr, dim_size,
-                       dim)
+                       dim, weight=weight)
         extra = context.size(-1) if self.context_in_rho else 0
         check_rho_input(self.rho, out.size(-1), self.aggr_module, extra)
         if self.context_in_rho:

@@ -6,6 +6,11 @@ from torch import Tensor
 
 from torch_geometric.nn.norm import LayerNorm
 from torch_geometric.nn.resolver import activation_resolver
+from torch_geometric_deepsets._kernels.weighted import (
+    nonzero,
+    weight_totals,
+    weighted_sum,
+)
 from torch_geometric_deepsets.checks import check_dropout, check_int
 from torch_geometric_deepsets.layers import PermutationEquivariantLayer
 from torch_geometric_deepsets.models.equivariant import stack_options
@@ -146,18 +151,21 @@ class EquivariantResidualBlock(SetModule):
         return str(resolve_aggr(self._layer_options['aggr'],
                                 self._layer_options['aggr_kwargs']))
 
+    takes_weight = True
+
     def forward(self, x: Tensor, batch: Optional[Tensor] = None,
                 ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
-                dim: int = -2) -> Tensor:
+                dim: int = -2, weight: Optional[Tensor] = None) -> Tensor:
         r"""The block on every element."""
         if self.lin1 is None:  # lazy: the first call gives the width
             self._build(x.size(-1))
             self.to(x.device, x.dtype if x.is_floating_point() else None)
-        h = _pre_activate(self.norm1, self.act, x, batch, dim_size)
-        h = call_validated(self.lin1, h, batch, dim_size)
-        h = _pre_activate(self.norm2, self.act, h, batch, dim_size)
+        h = _pre_activate(self.norm1, self.act, x, batch, dim_size, weight)
+        h = call_validated(self.lin1, h, batch, dim_size, weight=weight)
+        h = _pre_activate(self.norm2, self.act, h, batch, dim_size, weight)
         h = F.dropout(h, p=self.dropout, training=self.training)
-        return x + call_validated(self.lin2, h, batch, dim_size)
+        return x + call_validated(self.lin2, h, batch, dim_size,
+                                  weight=weight)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.channels}, '
@@ -165,10 +173,34 @@ class EquivariantResidualBlock(SetModule):
                 f'norm={self.norm}{stack_options(self.act, self.dropout)})')
 
 
+def _normalise(norm: LayerNorm, x: Tensor, index: Tensor, dim_size: int,
+               weight: Optional[Tensor]) -> Tensor:
+    r""":obj:`norm` of the rows :obj:`x`; set norm of weighted rows takes
+    its statistics over the set as if an element of weight :math:`k` were
+    :math:`k` copies of it (:math:`\mu_s`, :math:`\sigma_s^2` as above,
+    each sum over :math:`j` weighted by :math:`w_j` and :math:`n_s` the
+    total weight)."""
+    if weight is None or norm.mode != 'graph':
+        return norm(x, index, dim_size)
+    w = weight.to(x.dtype).unsqueeze(-1)
+    total = nonzero(weight_totals(w, x, index, None, dim_size, 0))
+    total = total * x.size(-1)
+    mean = weighted_sum(x, index, None, dim_size, 0, w).sum(
+        dim=-1, keepdim=True) / total
+    centred = x - mean.index_select(0, index)
+    var = weighted_sum(centred * centred, index, None, dim_size, 0, w).sum(
+        dim=-1, keepdim=True) / total
+    out = centred / (var + norm.eps).sqrt().index_select(0, index)
+    if norm.weight is not None and norm.bias is not None:
+        out = out * norm.weight + norm.bias
+    return out
+
+
 def _pre_activate(norm: Optional[LayerNorm], act: Optional[torch.nn.Module],
-                  x: Tensor, index: Tensor, dim_size: int) -> Tensor:
+                  x: Tensor, index: Tensor, dim_size: int,
+                  weight: Optional[Tensor] = None) -> Tensor:
     if norm is not None:
-        x = norm(x, index, dim_size)
+        x = _normalise(norm, x, index, dim_size, weight)
     # Never in place: without a norm, x is the block's skip connection.
     return x if act is None else act(x)
 
@@ -275,18 +307,22 @@ class DeepSetsPlusPlus(SetModule):
     def input_layer(self) -> torch.nn.Module:
         return self.lin_in
 
+    takes_weight = True
+
     def forward(self, x: Tensor, batch: Optional[Tensor] = None,
                 ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
-                dim: int = -2) -> Tensor:
+                dim: int = -2, weight: Optional[Tensor] = None) -> Tensor:
         r"""DeepSets++ on every element (pooled with :obj:`readout`, where
         given)."""
-        h = call_validated(self.lin_in, x, batch, dim_size)
+        h = call_validated(self.lin_in, x, batch, dim_size, weight=weight)
         for block in self.blocks:
-            h = call_validated(block, h, batch, dim_size)
-        h = _pre_activate(self.norm_out, self.act, h, batch, dim_size)
-        h = call_validated(self.lin_out, h, batch, dim_size)
+            h = call_validated(block, h, batch, dim_size, weight=weight)
+        h = _pre_activate(self.norm_out, self.act, h, batch, dim_size,
+                          weight)
+        h = call_validated(self.lin_out, h, batch, dim_size, weight=weight)
         if self.readout is not None:
-            h = apply_aggr(self.readout, h, batch, ptr, dim_size, 0)
+            h = apply_aggr(self.readout, h, batch, ptr, dim_size, 0,
+                           weight=weight)
         return h
 
     def __repr__(self) -> str:

@@ -93,8 +93,11 @@ class _EquivariantStack(SetModule):
         if self.readout is not None:
             self.readout.reset_parameters()
 
+    takes_weight = True
+
     def _run(self, x: Tensor, context: Optional[Tensor], index: Tensor,
-             ptr: Optional[Tensor], dim_size: int, dim: int) -> Tensor:
+             ptr: Optional[Tensor], dim_size: int, dim: int,
+             weight: Optional[Tensor]) -> Tensor:
         fusion = self.context_fusion
         after_first = fusion is not None and joins_after_first_layer(
             fusion.fusion, self.channels)
@@ -102,7 +105,7 @@ class _EquivariantStack(SetModule):
             x = fusion(x, context, index)
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
-            x = call_validated(layer, x, index, dim_size, dim)
+            x = call_validated(layer, x, index, dim_size, dim, weight)
             if i < last or not self.plain_last:
                 if self.act is not None:
                     x = self.act(x)
@@ -110,7 +113,8 @@ class _EquivariantStack(SetModule):
             if i == 0 and after_first:
                 x = fusion(x, context, index)
         if self.readout is not None:
-            x = apply_aggr(self.readout, x, index, ptr, dim_size, dim)
+            x = apply_aggr(self.readout, x, index, ptr, dim_size, dim,
+                           weight=weight)
         return x
 
     def __repr__(self) -> str:
@@ -188,10 +192,10 @@ class DeepSetsEquivariant(_EquivariantStack):
 
     def forward(self, x: Tensor, batch: Optional[Tensor] = None,
                 ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
-                dim: int = -2) -> Tensor:
+                dim: int = -2, weight: Optional[Tensor] = None) -> Tensor:
         r"""The stack on every element (pooled with :obj:`readout`, where
         given)."""
-        return self._run(x, None, batch, ptr, dim_size, dim)
+        return self._run(x, None, batch, ptr, dim_size, dim, weight)
 
 
 class DeepSetsConditionalEquivariant(_EquivariantStack,
@@ -271,7 +275,8 @@ class DeepSetsConditionalEquivariant(_EquivariantStack,
 
     def forward(self, x: Tensor, context: Tensor,
                 batch: Optional[Tensor] = None, ptr: Optional[Tensor] = None,
-                dim_size: Optional[int] = None, dim: int = -2) -> Tensor:
+                dim_size: Optional[int] = None, dim: int = -2,
+                weight: Optional[Tensor] = None) -> Tensor:
         r"""The conditioned stack on every element (pooled with
         :obj:`readout`, where given)."""
-        return self._run(x, context, batch, ptr, dim_size, dim)
+        return self._run(x, context, batch, ptr, dim_size, dim, weight)

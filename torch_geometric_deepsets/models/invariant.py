@@ -110,13 +110,15 @@ class DeepSetsInvariant(SetAggregation):
         # aggregations allow.
         return self.in_channels is None
 
+    takes_weight = True
+
     def forward(self, x: Tensor, index: Optional[Tensor] = None,
                 ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
-                dim: int = -2, max_num_elements: Optional[int] = None
-                ) -> Tensor:
+                dim: int = -2, max_num_elements: Optional[int] = None,
+                weight: Optional[Tensor] = None) -> Tensor:
         r""":math:`\rho` of the pooled :math:`\phi` of every set."""
         out = phi_pool(self.phi, self.aggr_module, x, index, ptr, dim_size,
-                       dim, max_num_elements)
+                       dim, max_num_elements, weight)
         check_rho_input(self.rho, out.size(-1), self.aggr_module)
         # rho runs on set-level rows: normalisations see them as one batch.
         return self.rho(out)

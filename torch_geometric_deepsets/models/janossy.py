@@ -7,9 +7,10 @@ from torch.nn.utils.rnn import PackedSequence
 from torch_geometric.nn.inits import reset
 from torch_geometric.utils import cumsum
 from torch_geometric_deepsets._kernels import set_counts
-from torch_geometric_deepsets.aggr.capabilities import (
+from torch_geometric_deepsets.capabilities import (
     SEQUENCES,
     declare_not_streamable,
+    declare_not_weighted,
 )
 from torch_geometric_deepsets.checks import check_dropout, check_int
 from torch_geometric_deepsets.models.mlp import (
@@ -404,3 +405,6 @@ class JanossyPiSGD(SetAggregation):
 
 
 declare_not_streamable(SEQUENCES, JanossyPooling, JanossyPiSGD)
+declare_not_weighted('it forms tuples (or orderings) of distinct elements, '
+                     'which copies of an element would change',
+                     JanossyPooling, JanossyPiSGD)

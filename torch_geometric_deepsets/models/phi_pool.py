@@ -13,6 +13,8 @@ from torch_geometric.nn.aggr import (
     SumAggregation,
 )
 from torch_geometric_deepsets._kernels import pool_affine
+from torch_geometric_deepsets._kernels.weighted import pool_affine_weighted
+from torch_geometric_deepsets.grouping import element_weights
 from torch_geometric_deepsets.models.mlp import SplitMLP, run
 from torch_geometric_deepsets.models.widths import AFFINE
 from torch_geometric_deepsets.pool import apply_aggr
@@ -62,9 +64,10 @@ def fused_reduce(phi: torch.nn.Module, aggr: Aggregation) -> Optional[str]:
 
 def phi_pool(phi: torch.nn.Module, aggr: Aggregation, x: Tensor,
              index: Optional[Tensor], ptr: Optional[Tensor], dim_size: int,
-             dim: int, max_num_elements: Optional[int] = None) -> Tensor:
+             dim: int, max_num_elements: Optional[int] = None,
+             weight: Optional[Tensor] = None) -> Tensor:
     r""":math:`\bigoplus_{i \in s} \phi(\mathbf{x}_i)` for every set
-    :math:`s` (:obj:`max_num_elements` as in
+    :math:`s` (:obj:`max_num_elements` and :obj:`weight` as in
     :func:`~torch_geometric_deepsets.pool.apply_aggr`).
 
     For sum and mean pooling after a :math:`\phi` whose last layer is
@@ -79,9 +82,13 @@ def phi_pool(phi: torch.nn.Module, aggr: Aggregation, x: Tensor,
     if reduce is None:
         h = run(phi, x, index, ptr, dim_size, dim)
         return apply_aggr(aggr, h, index, ptr, dim_size, dim,
-                          max_num_elements)
+                          max_num_elements, weight)
     lin = affine_last(phi)
     assert lin is not None
     h = _hidden(phi, x, index, ptr, dim_size, dim)
+    if weight is not None:
+        return pool_affine_weighted(h, lin.weight, lin.bias, index, ptr,
+                                    dim_size, reduce == 'mean', dim,
+                                    element_weights(weight, h, dim))
     return pool_affine(h, lin.weight, lin.bias, index, ptr, dim_size, reduce,
                        dim)

@@ -111,12 +111,14 @@ class DeepSetsPointCloud(SetModule):
     def input_layer(self) -> torch.nn.Module:
         return self.encoder.input_layer()
 
+    takes_weight = True
+
     def forward(self, x: Tensor, batch: Optional[Tensor] = None,
                 ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
-                dim: int = -2) -> Tensor:
+                dim: int = -2, weight: Optional[Tensor] = None) -> Tensor:
         r"""The class scores of every point cloud."""
         return self.head(call_validated(self.encoder, x, batch, dim_size,
-                                        dim))
+                                        dim, weight))
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.in_channels}, '

@@ -31,7 +31,7 @@ order, and on any number of processes:
       - as PyG
 
 Each state is a :class:`StreamPart` declared for its aggregation classes
-(:func:`~torch_geometric_deepsets.aggr.capabilities.declare_streaming`);
+(:func:`~torch_geometric_deepsets.capabilities.declare_streaming`);
 the poolings that cannot stream are declared with their reason.
 """
 import math
@@ -69,7 +69,7 @@ from torch_geometric_deepsets._kernels.extremes import (
     scatter_extreme,
     split_ties,
 )
-from torch_geometric_deepsets.aggr.capabilities import (
+from torch_geometric_deepsets.capabilities import (
     ATTENTION,
     SEQUENCES,
     SORTS,
