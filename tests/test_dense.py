@@ -2,7 +2,12 @@ import pytest
 import torch
 
 from torch_geometric.data import Batch, Data
-from torch_geometric_deepsets import DeepSetsInvariant, from_dense, to_dense
+from torch_geometric_deepsets import (
+    DeepSetsInvariant,
+    from_dense,
+    pool,
+    to_dense,
+)
 
 
 def test_from_dense_and_back():
@@ -110,3 +115,68 @@ def test_bad_input():
                        r"\[num_elements, num_features\] \(got shape "
                        r"\(2, 3, 1\)\)"):
         to_dense(torch.randn(2, 3, 1), torch.tensor([0, 0, 1]))
+
+
+def test_a_float_mask_becomes_weights_where_asked():
+    padded = torch.tensor([[[1.], [3.], [6.]], [[2.], [5.], [7.]]],
+                          dtype=torch.float64)
+    soft = torch.tensor([[0.5, 0.0, 2.0], [1.0, 1.0, 0.0]],
+                        dtype=torch.float64)
+    sets = from_dense(padded, weight=soft)
+    # Slots of weight 0 are no element; the others keep their weights.
+    assert torch.equal(sets.x.view(-1), torch.tensor([1., 6., 2., 5.],
+                                                     dtype=torch.float64))
+    assert torch.equal(sets.batch, torch.tensor([0, 0, 1, 1]))
+    assert torch.equal(sets.weight, torch.tensor([0.5, 2.0, 1.0, 1.0],
+                                                 dtype=torch.float64))
+    assert sets.num_sets == 2
+    # The masked-and-weighted way, by hand.
+    model = DeepSetsInvariant([1, 8, 8], [8, 1], aggr='sum').double()
+    by_hand = (model.phi(padded) * soft.unsqueeze(-1)).sum(1)
+    assert torch.allclose(model(sets.x, ptr=sets.ptr, weight=sets.weight),
+                          model.rho(by_hand), atol=1e-12)
+    # A mask and weights together; and back to padded weights.
+    mask = torch.tensor([[True, True, False], [True, True, True]])
+    both = from_dense(padded, mask, weight=soft)
+    assert torch.equal(both.weight, torch.tensor([0.5, 1.0, 1.0],
+                                                 dtype=torch.float64))
+    dense, dense_mask, dense_weight = to_dense(
+        sets.x, sets.batch, dim_size=2, weight=sets.weight)
+    assert torch.equal(dense_weight, torch.tensor([[0.5, 2.0], [1.0, 1.0]],
+                                                  dtype=torch.float64))
+    assert dense_mask.all() and dense.shape == (2, 2, 1)
+    with pytest.raises(ValueError, match=r"'weight' must hold one weight per "
+                       r"slot, shape \(2, 3\)"):
+        from_dense(padded, weight=soft[:, :2])
+    with pytest.raises(ValueError, match="'weight' holds the negative"):
+        from_dense(padded, weight=-soft)
+
+
+def test_a_float_mask_names_the_weights():
+    with pytest.raises(TypeError, match=r"pass mask.bool\(\) .True where an "
+                       r"element sits., or weight=mask"):
+        from_dense(torch.randn(2, 3, 1), torch.ones(2, 3))
+
+
+@pytest.mark.parametrize('call', [
+    lambda model, x, mask: model(x, mask),
+    lambda model, x, mask: pool(x, mask),
+    lambda model, x, mask: model(x.view(-1, 2), mask.view(-1)),
+])
+def test_a_boolean_mask_where_the_set_ids_go_names_from_dense(call):
+    x = torch.randn(3, 4, 2)
+    mask = torch.ones(3, 4, dtype=torch.bool)
+    model = DeepSetsInvariant([2, 8], [8, 1])
+    with pytest.raises(TypeError, match=r"is a boolean tensor of shape .*"
+                       r"looks like a padding mask; .*from_dense\(x, mask\)"):
+        call(model, x, mask)
+
+
+def test_padded_input_without_ids_is_one_set_per_slice():
+    # The trap the dense guide shows: (B, M, F) without ids runs B batches
+    # of one set each, padding included (the leading dimension convention).
+    x = torch.randn(3, 4, 2)
+    model = DeepSetsInvariant([2, 8], [8, 1])
+    out = model(x)
+    assert out.shape == (3, 1, 1)
+    assert torch.allclose(out[1], model(x[1]))

@@ -1,7 +1,12 @@
 r"""Deep Sets (Zaheer et al., NeurIPS 2017) for PyTorch Geometric: sets are
 edgeless graphs, and PyG's :obj:`batch` vector says which rows form a set."""
 from torch_geometric_deepsets import testing
-from torch_geometric_deepsets.dense import DenseSets, from_dense, to_dense
+from torch_geometric_deepsets.dense import (
+    DenseSets,
+    WeightedDenseSets,
+    from_dense,
+    to_dense,
+)
 from torch_geometric_deepsets.layers import PermutationEquivariantLayer
 from torch_geometric_deepsets.models import (
     DeepSetsConditional,
@@ -23,6 +28,7 @@ __all__ = [
     'DeepSetsConditionalEquivariant',
     'from_dense',
     'DenseSets',
+    'WeightedDenseSets',
     'to_dense',
     'testing',
     '__version__',

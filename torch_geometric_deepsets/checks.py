@@ -89,8 +89,13 @@ def check_integer_vector(name: str, value: Any) -> None:
                     "global_add_pool(x, batch, size), pass dim_size=")
         raise TypeError(f"'{name}' must be a torch.Tensor (got "
                         f"{type(value).__name__}){hint}")
-    if value.dtype.is_floating_point or value.dtype.is_complex or \
-            value.dtype == torch.bool:
+    if value.dtype == torch.bool:
+        raise TypeError(f"'{name}' is a boolean tensor of shape "
+                        f"{tuple(value.shape)}, which looks like a padding "
+                        f"mask; set ids are integers, one per row: turn "
+                        f"padded sets and their mask into rows with "
+                        f"from_dense(x, mask) and pass its batch (or ptr)")
+    if value.dtype.is_floating_point or value.dtype.is_complex:
         hint = ''
         if name != 'ptr' and value.dim() == 2:
             hint = ("; a float matrix here looks like a per-set context: "

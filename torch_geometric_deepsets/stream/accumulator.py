@@ -9,15 +9,19 @@ from torch import Tensor
 
 from torch_geometric.nn.aggr import Aggregation, MultiAggregation
 from torch_geometric.utils import degree
+from torch_geometric_deepsets._kernels import segment_sum
 from torch_geometric_deepsets._kernels.affine import bias_weight
 from torch_geometric_deepsets.checks import (
     check_dim_size,
     check_id_range,
     check_set_ids,
+    check_weight,
     check_x,
     id_range,
 )
+from torch_geometric_deepsets.grouping import element_weights
 from torch_geometric_deepsets.models.phi_pool import affine_last, fused_reduce
+from torch_geometric_deepsets.models.widths import in_channels_of
 from torch_geometric_deepsets.pool import AggrType, resolve_aggr
 from torch_geometric_deepsets.stream.elements import (
     check_batch_norm,
@@ -85,6 +89,10 @@ class SetAccumulator:
         self.lin = affine_last(phi) if self.reduce is not None else None
         self.features = hidden_layers(phi) if self.lin is not None else phi
         self.dim_size = dim_size
+        #: The width of a chunk's rows the element network takes, where
+        #: its structure shows it (a chunk of another width is refused
+        #: before it reaches the network).
+        self.in_channels = None if phi is None else in_channels_of(phi)
         self.reset()
 
     def reset(self) -> None:
@@ -103,19 +111,29 @@ class SetAccumulator:
         check_batch_norm(self.phi)
         return x if self.features is None else self.features(x)
 
-    def rows_of(self, x: Tensor, batch: Optional[Tensor]
-                ) -> Tuple[Tensor, Tensor]:
+    def rows_of(self, x: Tensor, batch: Optional[Tensor],
+                weight: Optional[Tensor] = None
+                ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
         r"""The element rows of a chunk (:meth:`element_rows`, on the device
-        of the parameters: chunks read from disk arrive on the CPU) and the
-        set id of every row, checked, the state grown to hold their sets."""
+        of the parameters: chunks read from disk arrive on the CPU), the set
+        id of every row, checked, the state grown to hold their sets, and
+        the rows' weights as a column (:obj:`None` without weights)."""
         param = self._first_parameter()
         if isinstance(x, Tensor) and param is not None:
             x = x.to(param.device, non_blocking=True)
         index = self._ids(x, batch)
-        return self.element_rows(x), index
+        h = self.element_rows(x)
+        if weight is None:
+            return h, index, None
+        if isinstance(weight, Tensor):
+            weight = weight.to(x.device)
+        check_weight(weight, x, 0)
+        return h, index, element_weights(weight, h, 0)
 
     def _ids(self, x: Tensor, batch: Optional[Tensor]) -> Tensor:
-        check_x(x, matrix=True)
+        width = self.in_channels
+        check_x(x, channels=width if width and width > 0 else None,
+                matrix=True)
         if batch is None:
             self._grow(1)
             return torch.zeros(x.size(0), dtype=torch.long, device=x.device)
@@ -169,18 +187,25 @@ class SetAccumulator:
         return next(self._parameters(), None)
 
     @torch.no_grad()
-    def update(self, x: Tensor, batch: Optional[Tensor] = None) -> None:
+    def update(self, x: Tensor, batch: Optional[Tensor] = None,
+               weight: Optional[Tensor] = None) -> None:
         r"""Adds the rows :obj:`x` (:math:`[n, F]`) of the sets
-        :obj:`batch` (:math:`[n]`; set 0 if not given) to the state."""
-        h, index = self.rows_of(x, batch)
+        :obj:`batch` (:math:`[n]`; set 0 if not given), weighted by
+        :obj:`weight` (:math:`[n]`, float or integer; a row of weight
+        :math:`k` counts as :math:`k` copies of it), to the state."""
+        h, index, w = self.rows_of(x, batch, weight)
         if self.states is None:
             self._start(h.size(-1), h.dtype, h.device)
         elif h.size(-1) != self._width():
             raise ValueError(f"every chunk must give rows of the same width "
                              f"(got {h.size(-1)} after {self._width()})")
         for part, state in zip(self.parts, self.states):
-            part.update(state, h, index, self.num_sets)
-        self.count += degree(index, self.num_sets, dtype=STATE_DTYPE)
+            part.update(state, h, index, self.num_sets, w)
+        if w is None:
+            self.count += degree(index, self.num_sets, dtype=STATE_DTYPE)
+        else:  # the total weight of every set: its size in copies
+            self.count += segment_sum(w.view(-1).to(STATE_DTYPE), index,
+                                      None, self.num_sets)
 
     def sync(self, group: Any = None) -> None:
         r"""Combines the states of all processes of :obj:`group` (all

@@ -1,25 +1,29 @@
 r"""Chunks of rows: what :func:`~torch_geometric_deepsets.stream_encode` and
 :class:`~torch_geometric_deepsets.SetAccumulator` read."""
-from typing import Any, Iterator, Optional, Tuple, Union
+from typing import Any, Iterable, Iterator, Optional, Tuple, Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from torch_geometric.data import Batch
 from torch_geometric_deepsets.checks import check_int
 
 Chunk = Union[Tensor, Tuple[Tensor, Tensor], Any]
 
 
 class Chunks:
-    r"""The rows of :obj:`x` (and their set ids :obj:`batch`) as chunks of
-    :obj:`chunk_size` rows, for :func:`stream_encode` and
-    :class:`SetAccumulator`: iterating gives :obj:`(x_chunk, batch_chunk)`
-    pairs, anew each time (both passes of :func:`stream_encode` read it).
+    r"""The rows of :obj:`x` (with their set ids :obj:`batch` and weights
+    :obj:`weight`) as chunks of :obj:`chunk_size` rows, for
+    :func:`stream_encode` and :class:`SetAccumulator`: iterating gives
+    :obj:`(x_chunk, batch_chunk)` pairs (:obj:`(x_chunk, batch_chunk,
+    weight_chunk)` with weights), anew each time (both passes of
+    :func:`stream_encode` read it).
 
-    :obj:`x` and :obj:`batch` may be tensors or NumPy arrays, a
-    :class:`numpy.memmap` of a file bigger than memory included: only one
-    chunk at a time is copied into memory.
+    :obj:`x`, :obj:`batch` and :obj:`weight` may be tensors or NumPy
+    arrays, a :class:`numpy.memmap` of a file bigger than memory included:
+    only one chunk at a time is copied into memory. The set ids are global:
+    set :math:`s` is the same set in every chunk.
 
     Args:
         x (torch.Tensor or numpy.ndarray): The elements, :math:`[N, F]`.
@@ -27,29 +31,43 @@ class Chunks:
             every row, :math:`[N]`; all rows form set 0 if not given.
             (default: :obj:`None`)
         chunk_size (int, optional): Rows per chunk. (default: :obj:`65536`)
+        weight (torch.Tensor or numpy.ndarray, optional): The weight of
+            every row, :math:`[N]` (a row of weight :math:`k` counts as
+            :math:`k` copies of it). (default: :obj:`None`)
     """
     def __init__(self, x: Union[Tensor, np.ndarray],
                  batch: Union[Tensor, np.ndarray, None] = None,
-                 chunk_size: int = 65536) -> None:
+                 chunk_size: int = 65536,
+                 weight: Union[Tensor, np.ndarray, None] = None) -> None:
         chunk_size = check_int('chunk_size', chunk_size)
-        if batch is not None and len(batch) != len(x):
-            raise ValueError(f"'batch' must hold one set id per row of 'x' "
-                             f"(got {len(batch)} ids for {len(x)} rows)")
+        for name, values in (('batch', batch), ('weight', weight)):
+            if values is not None and len(values) != len(x):
+                raise ValueError(f"'{name}' must hold one entry per row of "
+                                 f"'x' (got {len(values)} for {len(x)} "
+                                 f"rows)")
         self.x, self.batch, self.chunk_size = x, batch, chunk_size
+        self.weight = weight
 
     def __len__(self) -> int:
         return -(-len(self.x) // self.chunk_size)
 
-    def __iter__(self) -> Iterator[Tuple[Tensor, Optional[Tensor]]]:
+    def __iter__(self) -> Iterator[Tuple[Optional[Tensor], ...]]:
         for start in range(0, len(self.x), self.chunk_size):
             stop = start + self.chunk_size
-            batch = None if self.batch is None else \
-                _tensor(self.batch[start:stop])
-            yield _tensor(self.x[start:stop]), batch
+            rows = (_tensor(self.x[start:stop]),
+                    _maybe(self.batch, start, stop))
+            if self.weight is not None:
+                rows += (_tensor(self.weight[start:stop]), )
+            yield rows
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(rows={len(self.x)}, '
                 f'chunk_size={self.chunk_size})')
+
+
+def _maybe(values: Union[Tensor, np.ndarray, None], start: int,
+           stop: int) -> Optional[Tensor]:
+    return None if values is None else _tensor(values[start:stop])
 
 
 def _tensor(rows: Union[Tensor, np.ndarray]) -> Tensor:
@@ -59,17 +77,44 @@ def _tensor(rows: Union[Tensor, np.ndarray]) -> Tensor:
     return torch.from_numpy(np.array(rows))
 
 
-def split_chunk(chunk: Chunk) -> Tuple[Tensor, Optional[Tensor]]:
-    r"""A chunk as :obj:`(x, batch)`: a tensor (all rows in set 0), an
-    :obj:`(x, batch)` pair (as a :class:`~torch.utils.data.DataLoader` over
-    a :class:`~torch.utils.data.TensorDataset` gives it), or an object with
-    :obj:`x` and :obj:`batch` attributes (a PyG :class:`Batch`)."""
+def split_chunk(chunk: Chunk
+                ) -> Tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
+    r"""A chunk as :obj:`(x, batch, weight)`: a tensor (all rows in set 0,
+    no weights), an :obj:`(x, batch)` pair or :obj:`(x, batch, weight)`
+    triple (as a :class:`~torch.utils.data.DataLoader` over a
+    :class:`~torch.utils.data.TensorDataset` gives them), or an object with
+    :obj:`x` and :obj:`batch` attributes (and :obj:`weight`, if it has one:
+    a PyG :class:`Batch`)."""
     if isinstance(chunk, Tensor):
-        return chunk, None
-    if isinstance(chunk, (tuple, list)) and len(chunk) in (1, 2):
-        return chunk[0], chunk[1] if len(chunk) == 2 else None
+        return chunk, None, None
+    if isinstance(chunk, (tuple, list)) and len(chunk) in (1, 2, 3):
+        return tuple(chunk) + (None, ) * (3 - len(chunk))
     if hasattr(chunk, 'x') and hasattr(chunk, 'batch'):
-        return chunk.x, chunk.batch
+        return chunk.x, chunk.batch, getattr(chunk, 'weight', None)
     raise TypeError(f"every chunk must be a tensor of rows, an (x, batch) "
-                    f"pair or an object with 'x' and 'batch' (got "
-                    f"{type(chunk).__name__})")
+                    f"pair, an (x, batch, weight) triple or an object with "
+                    f"'x' and 'batch' (got {type(chunk).__name__})")
+
+
+def read_chunks(chunks: Iterable[Chunk], distributed: bool = False
+                ) -> Iterator[Tuple[Tensor, Optional[Tensor],
+                                    Optional[Tensor]]]:
+    r"""Every chunk of :obj:`chunks` as :obj:`(x, batch, weight)`
+    (:func:`split_chunk`), with the set ids made global where a chunk's are
+    local: a PyG :class:`~torch_geometric.data.Batch` (from a
+    :class:`~torch_geometric.loader.DataLoader`) numbers its graphs from 0,
+    so its sets are numbered after those of the :class:`Batch` chunks
+    before it (each holds whole sets). Across processes a process cannot
+    know the others' counts: there :class:`Batch` chunks are refused."""
+    offset = 0
+    for chunk in chunks:
+        x, batch, weight = split_chunk(chunk)
+        if isinstance(chunk, Batch):
+            if distributed:
+                raise ValueError(
+                    "a chunk is a PyG Batch, whose set ids count its own "
+                    "graphs from 0; across processes give global set ids "
+                    "as (x, batch) pairs (or (x, batch, weight) triples)")
+            batch = batch + offset
+            offset += chunk.num_graphs
+        yield x, batch, weight

@@ -35,7 +35,7 @@ Each state is a :class:`StreamPart` declared for its aggregation classes
 the poolings that cannot stream are declared with their reason.
 """
 import math
-from typing import Any, Dict, List, Union
+from typing import Any, Dict, List, Optional, Union
 
 import torch
 from torch import Tensor
@@ -69,6 +69,7 @@ from torch_geometric_deepsets._kernels.extremes import (
     scatter_extreme,
     split_ties,
 )
+from torch_geometric_deepsets._kernels.weighted import nonzero
 from torch_geometric_deepsets.capabilities import (
     ATTENTION,
     SEQUENCES,
@@ -107,7 +108,9 @@ def _rescale(old_max: Tensor, new_max: Tensor) -> Tensor:
 
 
 def _divisor(count: Tensor, like: Tensor) -> Tensor:
-    return count.clamp(min=1).to(like.dtype).unsqueeze(-1)
+    r"""The divisor of a mean: the set size or total weight, 1 where it is
+    0 (the sum is 0 there too)."""
+    return nonzero(count).to(like.dtype).unsqueeze(-1)
 
 
 class StreamPart:
@@ -133,13 +136,22 @@ class StreamPart:
         self.aggr = aggr
 
     def update(self, state: Dict[str, Tensor], h: Tensor, index: Tensor,
-               num_sets: int) -> None:
-        r"""Adds the rows :obj:`h` of the sets :obj:`index` to
-        :obj:`state` (no autograd): by default the per-set sums of
-        :meth:`rows`."""
-        for name, rows in zip(self.fills, self.rows(state, h, index)):
+               num_sets: int, weight: Optional[Tensor] = None) -> None:
+        r"""Adds the rows :obj:`h` of the sets :obj:`index` (weighted by
+        :obj:`weight`, :math:`[n, 1]`, where given) to :obj:`state` (no
+        autograd): by default the per-set sums of :meth:`terms`."""
+        terms = self.terms(state, h, index, weight)
+        for name, rows in zip(self.fills, terms):
             state[name] += segment_sum(rows, index, None, num_sets).to(
                 state[name].dtype)
+
+    def terms(self, state: Dict[str, Tensor], h: Tensor, index: Tensor,
+              weight: Optional[Tensor] = None) -> List[Tensor]:
+        r"""Each row's term of every summed statistic: :meth:`rows`, times
+        the row's weight where given (a row of weight :math:`k` counts as
+        :math:`k` copies of it)."""
+        rows = self.rows(state, h, index)
+        return rows if weight is None else [weight * r for r in rows]
 
     def sync(self, state: Dict[str, Tensor], group: Any) -> None:
         r"""Combines :obj:`state` across the processes of :obj:`group`: by
@@ -195,11 +207,22 @@ class ExtremePart(StreamPart):
         self.fills = {'value': -math.inf if self.reduce == 'max'
                       else math.inf, 'ties': 0.0}
 
-    def update(self, state, h, index, num_sets):
+    def _present(self, h: Tensor, weight: Optional[Tensor]) -> Tensor:
+        r""":obj:`h` with the rows of weight 0 set to the starting value,
+        which never wins: the extreme is over the rows of positive weight."""
+        if weight is None:
+            return h
+        return torch.where(weight > 0, h, torch.full_like(
+            h, self.fills['value']))
+
+    def update(self, state, h, index, num_sets, weight=None):
+        h = self._present(h, weight)
         chunk = scatter_extreme(h, index, num_sets, 0, self.reduce,
                                 fill=self.fills['value'])
-        ties = count_hits(hits(h, chunk, index, dtype=torch.float32), index,
-                          num_sets).to(STATE_DTYPE)
+        hit = hits(h, chunk, index, dtype=torch.float32)
+        if weight is not None:  # an unseen set's fill is not a tie
+            hit = hit * (weight > 0)
+        ties = count_hits(hit, index, num_sets).to(STATE_DTYPE)
         chunk = chunk.to(STATE_DTYPE)
         best = (torch.maximum if self.reduce == 'max' else torch.minimum)(
             state['value'], chunk)
@@ -222,9 +245,16 @@ class ExtremePart(StreamPart):
                             torch.zeros_like(value)).to(dtype)]
 
     def rows(self, state, h, index):
-        # Rows whose per-set sum is the extreme: each tied row holds its
-        # share of it, so each gets its share of the set's gradient.
+        return self.terms(state, h, index)
+
+    def terms(self, state, h, index, weight=None):
+        # Rows whose per-set sum is the extreme: each tied row (of positive
+        # weight) holds its share of it, so each gets its share of the
+        # set's gradient; a row's weight does not split it further (the
+        # extreme of copies is the extreme).
         hit = hits(h, state['value'].to(h.dtype), index, dtype=h.dtype)
+        if weight is not None:
+            hit = hit * (weight > 0)
         ties = state['ties'].to(h.dtype).index_select(0, index)
         return [split_ties(hit, ties) * h]
 
@@ -274,14 +304,20 @@ class SoftmaxPart(StreamPart):
     def _semi(self) -> bool:
         return not self.aggr.learn and self.aggr.semi_grad
 
-    def update(self, state, h, index, num_sets):
+    def update(self, state, h, index, num_sets, weight=None):
         scaled = self._scaled(h)
+        if weight is not None:  # the running maximum of present rows
+            scaled = torch.where(weight > 0, scaled,
+                                 torch.full_like(scaled, -math.inf))
         chunk = scatter_extreme(scaled, index, num_sets, 0, 'max',
                                 fill=-math.inf)
         best = torch.maximum(state['max'], chunk.to(STATE_DTYPE))
         factor = _rescale(state['max'], best)
         state['max'] = best
         weights = torch.exp(scaled - best.to(h.dtype).index_select(0, index))
+        if weight is not None:
+            weights = torch.where(weight > 0, weight * weights,
+                                  torch.zeros_like(weights))
         for name, rows in (('denominator', weights),
                            ('numerator', weights * h)):
             state[name] = state[name] * factor + segment_sum(
@@ -300,8 +336,14 @@ class SoftmaxPart(StreamPart):
         return [state['denominator'].to(dtype), state['numerator'].to(dtype)]
 
     def rows(self, state, h, index):
+        return self.terms(state, h, index)
+
+    def terms(self, state, h, index, weight=None):
         best = state['max'].to(h.dtype).index_select(0, index)
         weights = torch.exp(self._scaled(h) - best)
+        if weight is not None:  # an absent row may exceed the maximum
+            weights = torch.where(weight > 0, weight * weights,
+                                  torch.zeros_like(weights))
         if self._semi():
             weights = weights.detach()
         return [weights, weights * h]

@@ -18,7 +18,7 @@ from torch.autograd.function import once_differentiable
 
 from torch_geometric_deepsets.models import DeepSetsInvariant
 from torch_geometric_deepsets.stream.accumulator import SetAccumulator
-from torch_geometric_deepsets.stream.chunks import Chunk, split_chunk
+from torch_geometric_deepsets.stream.chunks import Chunk, read_chunks
 from torch_geometric_deepsets.stream.parts import all_reduce
 
 
@@ -61,11 +61,11 @@ class _Replay:
         acc = self.acc
         totals = [torch.zeros_like(p) for p in self.params]
         with self.rng.restored(), torch.enable_grad():
-            for chunk in self.chunks:
-                h, index = acc.rows_of(*split_chunk(chunk))
+            for x, batch, weight in read_chunks(self.chunks):
+                h, index, w = acc.rows_of(x, batch, weight)
                 rows, outs, k = [], [], 0
                 for part, state in zip(acc.parts, acc.states):
-                    terms = part.rows(state, h, index)
+                    terms = part.terms(state, h, index, w)
                     for term in terms:
                         grad = grads[k]
                         k += 1
@@ -137,8 +137,15 @@ def stream_encode(model: DeepSetsInvariant, chunks: Iterable[Chunk],
         model (DeepSetsInvariant): The model; its pooling must be
             decomposable (see :class:`SetAccumulator`).
         chunks (Iterable): Chunks of rows: tensors (all rows in set 0),
-            :obj:`(x, batch)` pairs, or objects with :obj:`x` and
-            :obj:`batch` (PyG batches).
+            :obj:`(x, batch)` pairs, :obj:`(x, batch, weight)` triples
+            (per-row weights: a row of weight :math:`k` counts as :math:`k`
+            copies of it), or objects with :obj:`x` and :obj:`batch` (and
+            :obj:`weight`, if they have one). Set ids are global, the same
+            set in every chunk; a PyG :class:`~torch_geometric.data.Batch`
+            (from a :class:`~torch_geometric.loader.DataLoader`) numbers its
+            graphs from 0, so its sets are numbered after those of the
+            :class:`Batch` chunks before it (not with
+            :obj:`distributed=True`, where chunks give global ids).
         dim_size (int, optional): The number of sets :math:`B`.
             (default: :obj:`None`: one more than the largest set id)
         distributed (bool, optional): Whether to combine the rows of all
@@ -163,8 +170,8 @@ def stream_encode(model: DeepSetsInvariant, chunks: Iterable[Chunk],
             "reads the chunks twice (the second time in backward()); pass "
             "a list, a Chunks or a DataLoader, or run under torch.no_grad()")
     rng = _RngState()
-    for chunk in chunks:
-        acc.update(*split_chunk(chunk))
+    for x, batch, weight in read_chunks(chunks, distributed):
+        acc.update(x, batch, weight)
     if distributed:
         acc.sync(group)
     params = acc.replay_parameters() if train else []
