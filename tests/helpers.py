@@ -99,3 +99,68 @@ class Count(TorchDispatchMode):
         self.calls.append((name, [tuple(a.shape) for a in args
                                   if isinstance(a, torch.Tensor)]))
         return func(*args, **(kwargs or {}))
+
+
+#: The hooks a module takes, by the method that registers them.
+HOOKS = {
+    'forward_pre': 'register_forward_pre_hook',
+    'forward': 'register_forward_hook',
+    'full_backward_pre': 'register_full_backward_pre_hook',
+    'full_backward': 'register_full_backward_hook',
+}
+
+#: The same hooks on every module, by the function that registers them.
+GLOBAL_HOOKS = {
+    'forward_pre': 'register_module_forward_pre_hook',
+    'forward': 'register_module_forward_hook',
+    'full_backward_pre': 'register_module_full_backward_pre_hook',
+    'full_backward': 'register_module_full_backward_hook',
+}
+
+
+def _halved(values):
+    return tuple(v * 0.5 if isinstance(v, torch.Tensor) else v
+                 for v in values)
+
+
+def add_hook(module, kind, calls):
+    r"""Registers a hook of :obj:`kind` (a key of :data:`HOOKS`) on
+    :obj:`module` that counts its calls in :obj:`calls` (a
+    :class:`collections.Counter`) and halves the tensors it sees (inputs,
+    output or gradients), so that a path that skips it gives other values
+    as well as other counts."""
+    def hook(module, *args):
+        calls.update([kind])
+        if kind == 'forward':
+            return 0.5 * args[1]
+        return _halved(args[0])
+    getattr(module, HOOKS[kind])(hook)
+
+
+def replace_forward(module, calls):
+    r"""Replaces :obj:`module.forward` on the instance, as offloading and
+    adapter tools do, by one that counts its calls in :obj:`calls` and
+    halves the output."""
+    original = module.forward
+
+    def forward(*args, **kwargs):
+        calls.update(['forward'])
+        return 0.5 * original(*args, **kwargs)
+
+    module.forward = forward
+
+
+def training_step(model, forward, x, batch, train=True, seed=2):
+    r"""One step of :obj:`forward(x, batch)` (:obj:`model` in training or
+    eval mode), with the random stream at :obj:`seed` (the same dropout
+    masks in every call): the output, the gradients of :obj:`x` and of every
+    named parameter of :obj:`model` for the loss :math:`\sum out^2`, and
+    :obj:`model`'s buffers after the step (running statistics)."""
+    model.train(train)
+    x = x.detach().clone().requires_grad_()
+    torch.manual_seed(seed)
+    out = forward(x, batch)
+    out.square().sum().backward()
+    return dict(out=out.detach(), x=x.grad,
+                grads={n: p.grad for n, p in model.named_parameters()},
+                buffers={n: b.clone() for n, b in model.named_buffers()})
