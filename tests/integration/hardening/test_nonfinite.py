@@ -2,8 +2,13 @@ r"""NaN or Inf in one set's elements never leaks into other sets."""
 import pytest
 import torch
 
-from tests.hardening.models import KINDS, build, is_per_element, run
 from tests.helpers import AGGRS, make_batch
+from tests.integration.hardening.models import (
+    KINDS,
+    build,
+    is_per_element,
+    run,
+)
 
 
 @pytest.mark.parametrize('kind', KINDS)

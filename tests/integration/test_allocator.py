@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
-BENCHMARKS = str(Path(__file__).resolve().parents[1] / 'benchmarks')
+from tests.example_scripts import ROOT
+
+BENCHMARKS = str(Path(ROOT) / 'benchmarks')
 sys.path.insert(0, BENCHMARKS)
 from allocator import tune_cpu_allocator  # noqa: E402
 

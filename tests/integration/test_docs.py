@@ -44,9 +44,9 @@ from glob import glob
 
 import pytest
 
+from tests.example_scripts import ROOT
 from tests.torchrun import run_torchrun
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DOCS = osp.join(ROOT, 'docs')
 RUNNER = osp.join(ROOT, 'tests', 'paste_runner.py')
 

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from tests.hardening.models import KINDS, build, run
 from tests.helpers import AGGRS, make_batch, rel_err
 from tests.helpers import DTYPE_TOL as TOL
+from tests.integration.hardening.models import KINDS, build, run
 from torch_geometric.testing import withDevice
 
 

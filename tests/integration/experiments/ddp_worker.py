@@ -8,7 +8,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                '..', '..', 'examples'))
+                                '..', '..', '..', 'examples'))
 import digit_sum_text  # noqa: E402
 
 if __name__ == '__main__':

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from tests.hardening.models import KINDS, build, run
 from tests.helpers import AGGRS, make_batch
+from tests.integration.hardening.models import KINDS, build, run
 from torch_geometric.testing import withDevice
 
 

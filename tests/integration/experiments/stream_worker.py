@@ -1,8 +1,8 @@
 r"""One rank of the 2-process streaming test (started by torchrun from
-tests/experiments/test_stream_distributed.py): each process holds part of
-the rows of every set, streams them with :obj:`distributed=True`, and saves
-its output and gradients for the test to compare with one process holding
-every row."""
+tests/integration/experiments/test_stream_distributed.py): each process
+holds part of the rows of every set, streams them with
+:obj:`distributed=True`, and saves its output and gradients for the test to
+compare with one process holding every row."""
 import os
 import sys
 

@@ -7,7 +7,8 @@ import os.path as osp
 import pytest
 import torch
 
-from tests.experiments.stream_worker import AGGRS, NUM_SETS, build
+from tests.example_scripts import ROOT
+from tests.integration.experiments.stream_worker import AGGRS, NUM_SETS, build
 from tests.torchrun import run_torchrun
 
 if not torch.distributed.is_available() or \
@@ -15,7 +16,6 @@ if not torch.distributed.is_available() or \
     pytest.skip('torch.distributed with gloo is not available',
                 allow_module_level=True)
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 WORKER = osp.join(osp.dirname(osp.abspath(__file__)), 'stream_worker.py')
 
 

@@ -2,8 +2,8 @@ r"""The same model gives the same results on a GPU as on the CPU."""
 import pytest
 import torch
 
-from tests.hardening.models import KINDS, build, run
 from tests.helpers import AGGRS, make_batch
+from tests.integration.hardening.models import KINDS, build, run
 from torch_geometric.testing import onlyCUDA
 
 

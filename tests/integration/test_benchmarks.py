@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.example_scripts import ROOT as REPO
+
+ROOT = Path(REPO)
 
 
 @pytest.fixture(scope='module')
