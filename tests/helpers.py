@@ -45,6 +45,30 @@ def ptr_of(batch, num_sets):
     return torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
 
 
+#: How the kernels and models get the sets of the rows: sorted or unsorted
+#: set ids, ptr alone (sorted rows), or both.
+LAYOUTS = ['sorted', 'unsorted', 'ptr', 'both']
+
+
+def grouping(batch, num_sets, layout):
+    r"""(index, ptr) as the models pass them on for each of
+    :data:`LAYOUTS` (:obj:`batch` sorted, or shuffled for
+    :obj:`"unsorted"`)."""
+    if layout in ('sorted', 'unsorted'):
+        return batch, None
+    ptr = ptr_of(batch, num_sets)
+    return (batch if layout == 'both' else None), ptr
+
+
+def scatter_backends():
+    r"""The values of :obj:`torch_geometric.typing.WITH_TORCH_SCATTER` to
+    run a kernel test with: :obj:`True` too where torch-scatter is
+    installed."""
+    import torch_geometric.typing
+    return [False, True] if torch_geometric.typing.WITH_TORCH_SCATTER \
+        else [False]
+
+
 def molecule(num_atoms, num_bonds, generator):
     r"""A heterogeneous graph of atoms (3 features) and bonds (5 features),
     every atom in one bond."""
