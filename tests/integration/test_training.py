@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -554,3 +555,39 @@ def test_bad_model_builders(builder, match):
     with pytest.raises(ValueError, match="'model_kwargs' needs a model "
                        "builder"):
         set_task.SetTask(sum_model(), {'hidden': 3})
+
+
+def test_lightning_manual_optimisation_equals_a_plain_loop(tmp_path):
+    L = pytest.importorskip('lightning')
+    from tests.example_scripts import load
+    example = load('streaming')
+    data, y = example.write_sets(str(tmp_path / 'sets.f32'), num_sets=3,
+                                 set_size=500)
+    torch.manual_seed(0)
+    model = example.build_model()
+    plain = example.build_model()
+    plain.load_state_dict(model.state_dict())
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+
+    task = example.StreamedRegression(model, lr=1e-2)
+    trainer = L.Trainer(max_epochs=2, accelerator='cpu', logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    trainer.fit(task, example.loader(data, y, 500, chunk_size=128))
+
+    # The same steps as a plain optimiser loop over whole sets in memory.
+    optimizer = torch.optim.Adam(plain.parameters(), lr=1e-2)
+    rows = torch.from_numpy(np.array(data)).view(3, 500, 3)
+    for _ in range(2):
+        for i in range(3):
+            optimizer.zero_grad()
+            out = plain(rows[i]).view(-1)
+            torch.nn.functional.mse_loss(out, y[i:i + 1]).backward()
+            optimizer.step()
+    moved = 0.0
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, plain.state_dict()[key],
+                                   rtol=1e-4, atol=1e-5, msg=key)
+        moved = max(moved, float((value - start[key]).abs().max()))
+    assert moved > 1e-3  # the six steps really trained
+    del data
