@@ -39,6 +39,24 @@ def make_batch(sizes, channels, dtype=torch.float32, shuffle=False,
     return x, batch
 
 
+def pooled_by_hand(model, x, batch, num_sets, reduce):
+    r"""Theorem 2 by hand: :math:`\rho` of every set's pooled
+    :math:`\phi(x)`, set by set in a loop (an empty set pools to 0)."""
+    h = model.phi(x)
+    rows = []
+    for s in range(num_sets):
+        hs = h[batch == s]
+        if hs.size(0) == 0:
+            rows.append(torch.zeros(h.size(1), dtype=h.dtype))
+        elif reduce == 'sum':
+            rows.append(hs.sum(0))
+        elif reduce == 'mean':
+            rows.append(hs.mean(0))
+        else:
+            rows.append(hs.max(0).values)
+    return model.rho(torch.stack(rows))
+
+
 def ptr_of(batch, num_sets):
     r"""The :obj:`ptr` of a sorted batch vector."""
     counts = torch.bincount(batch, minlength=num_sets)

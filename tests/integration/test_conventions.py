@@ -7,6 +7,7 @@ import io
 import pytest
 import torch
 
+from tests.helpers import make_batch
 from tests.public_modules import (
     FIRST,
     LAZY,
@@ -15,7 +16,15 @@ from tests.public_modules import (
     set_inputs,
 )
 from torch_geometric.nn.aggr import Aggregation
+from torch_geometric.utils import scatter
+from torch_geometric_deepsets import (
+    DeepSetsConditional,
+    DeepSetsEquivariant,
+    DeepSetsInvariant,
+    PermutationEquivariantLayer,
+)
 from torch_geometric_deepsets.sets import SetAggregation, SetModule
+from torch_geometric_deepsets.testing import assert_permutation_equivariant
 
 
 def test_every_public_module_has_a_lazy_recipe():
@@ -173,3 +182,26 @@ def test_reset_parameters_and_state_dict_round_trip(cls):
         assert not torch.equal(call(other, args, kwargs), out)
         other.load_state_dict(torch.load(buffer, weights_only=True))
         assert torch.equal(call(other, args, kwargs), out)
+
+
+def test_lazy_channels_are_found_at_the_first_call():
+    x, batch = make_batch([3, 0, 4], 5)
+    invariant = DeepSetsInvariant([-1, 16, 16], [-1, 8, 2])
+    out = invariant(x, batch, dim_size=3)
+    assert out.shape == (3, 2)
+    assert invariant.phi.body.lins[0].weight.shape == (16, 5)
+    # Once initialised, pooling moves in front of phi's last layer.
+    reference = invariant.rho(scatter(invariant.phi(x), batch, 0, 3, 'sum'))
+    assert torch.allclose(invariant(x, batch, dim_size=3), reference,
+                          atol=1e-5)
+    layer = PermutationEquivariantLayer(-1, 4, aggr='max')
+    assert layer(x, batch).shape == (7, 4)
+    assert layer.lin.weight.shape == (4, 5)
+    assert layer.lin_pool.weight.shape == (4, 5)
+    assert_permutation_equivariant(layer, x, batch)
+    equivariant = DeepSetsEquivariant([-1, 8, 2], readout='mean')
+    assert equivariant(x, batch, dim_size=3).shape == (3, 2)
+    for fusion in ('concat', 'film'):
+        conditional = DeepSetsConditional([-1, 8, 8], [-1, 2],
+                                          context_channels=3, fusion=fusion)
+        assert conditional(x, torch.randn(3, 3), batch).shape == (3, 2)

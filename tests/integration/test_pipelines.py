@@ -25,6 +25,7 @@ from torch_geometric.nn import (
     Sequential,
     to_hetero,
 )
+from torch_geometric.utils import scatter
 from torch_geometric_deepsets import (
     DeepSetsEquivariant,
     DeepSetsInvariant,
@@ -346,3 +347,49 @@ def test_shapenet_through_to_set_classification_and_parts(roots):
     first, last, acc = fit(DeepSetsEquivariant([6, 32, 32, 50], aggr='max'),
                            dataset, lambda b: b.y, steps=40)
     assert last < 0.3 * first and acc >= 0.7
+
+
+class LazyHeteroReadout(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = SAGEConv((-1, -1), 8)
+        self.readout = DeepSetsInvariant(phi=[-1, 16], rho=[-1, 8])
+        self.lin = torch.nn.Linear(8, 2)
+
+    def forward(self, x, edge_index, batch):
+        x = self.conv(x, edge_index).relu()
+        return self.lin(self.readout(x, batch))
+
+
+
+def test_lazy_model_under_to_hetero():
+    generator = torch.Generator().manual_seed(0)
+    batch = Batch.from_data_list([molecule(4, 2, generator),
+                                  molecule(3, 3, generator)])
+    model = to_hetero(LazyHeteroReadout(), batch.metadata(), aggr='sum')
+    out = model(batch.x_dict, batch.edge_index_dict, batch.batch_dict)
+    assert out.shape == (2, 2)
+    assert model.readout['atom'].phi.lin.weight.shape == (16, 8)
+    out.sum().backward()
+    assert model.readout['bond'].phi.lin.weight.grad is not None
+
+
+
+def test_list_of_aggregations_in_sage_conv_needs_the_input_width():
+    # PyG sizes a concatenating list as len(aggrs) x in_channels, so every
+    # aggregation must keep the width: rho's output = in_channels works.
+    x = torch.randn(6, 4)
+    edge_index = torch.tensor([[1, 2, 3, 4, 0, 5], [0, 0, 1, 1, 2, 3]])
+    deep_sets = DeepSetsInvariant(phi=[4, 32], rho=[32, 4])
+    conv = SAGEConv(4, 16, aggr=['max', deep_sets])
+    out = conv(x, edge_index)
+    assert out.shape == (6, 16)
+    messages = x[edge_index[0]]
+    pooled = torch.cat([scatter(messages, edge_index[1], 0, 6, 'max'),
+                        deep_sets(messages, edge_index[1], dim_size=6)], -1)
+    assert torch.allclose(out, conv.lin_l(pooled) + conv.lin_r(x),
+                          atol=1e-6)
+    # Another width fails inside PyG's linear layer.
+    wide = SAGEConv(4, 16, aggr=['max', DeepSetsInvariant([4, 32], [32, 8])])
+    with pytest.raises(RuntimeError, match='shapes cannot be multiplied'):
+        wide(x, edge_index)

@@ -12,15 +12,26 @@ from tests.helpers import (
     HOOKS,
     add_hook,
     make_batch,
+    pooled_by_hand,
+    ptr_of,
     replace_forward,
     training_step,
+)
+from torch_geometric.nn import MLP
+from torch_geometric.nn.aggr import (
+    MaxAggregation,
+    MeanAggregation,
+    SoftmaxAggregation,
+    SumAggregation,
 )
 from torch_geometric.nn.dense.linear import Linear as PygLinear
 from torch_geometric.utils import scatter
 from torch_geometric_deepsets import DeepSetsInvariant, stream_encode
 from torch_geometric_deepsets.models.fused import fused_reduce
 from torch_geometric_deepsets.models.mlp import SplitMLP
-from torch_geometric_deepsets.testing import TOLERANCES
+from torch_geometric_deepsets.testing import (
+    TOLERANCES,
+)
 
 SIZES = [3, 5, 0, 4]
 
@@ -265,3 +276,82 @@ def test_global_hooks_see_every_module_of_phi_called(hook, kind):
     atol, rtol = TOLERANCES[torch.float64]
     torch.testing.assert_close(got, expected, atol=atol, rtol=rtol)
     assert calls == plain_calls
+
+
+@pytest.mark.parametrize('aggr', ['sum', 'mean'])
+@pytest.mark.parametrize('layout', ['index', 'ptr'])
+def test_fused_path_equals_unfused(aggr, layout, kernel_path):
+    model = DeepSetsInvariant([3, 32, 32, 16], [16, 8, 1], aggr=aggr,
+                              dropout=0.2)
+    assert fused_reduce(model.phi, model.aggr_module) == aggr
+    x, batch = make_batch([5, 0, 1, 30, 2], 3, dtype=torch.float64)
+    kwargs = dict(index=batch, dim_size=5) if layout == 'index' else dict(
+        ptr=ptr_of(batch, 5))
+    model = model.double().eval()
+    fused = model(x, **kwargs)
+    assert torch.allclose(fused, pooled_by_hand(model, x, batch, 5, aggr),
+                          atol=1e-12)
+    # Gradients agree too (the bias gets n_s, or [n_s > 0] for the mean).
+    model(x, **kwargs).sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    pooled_by_hand(model, x, batch, 5, aggr).sum().backward()
+    for a, p in zip(grads, model.parameters()):
+        assert torch.allclose(a, p.grad, atol=1e-10)
+
+
+
+def test_pooling_moves_in_front_of_an_affine_last_layer_only():
+    lin = torch.nn.Linear(8, 4)
+    assert fused_reduce(SplitMLP([3, 8, 4]), SumAggregation()) == 'sum'
+    assert fused_reduce(SplitMLP([3, 4]), MeanAggregation()) == 'mean'
+    assert fused_reduce(SplitMLP([3, 4]), MaxAggregation()) is None
+    assert fused_reduce(SplitMLP([3, 4]), SoftmaxAggregation()) is None
+    # The usual shape of mask-based code moved over.
+    seq = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), lin)
+    assert fused_reduce(seq, SumAggregation()) == 'sum'
+    seq = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(),
+                              PygLinear(8, 4))
+    assert fused_reduce(seq, SumAggregation()) == 'sum'
+    # Not when something follows the last linear layer (e.g. dropout, whose
+    # rewrite would not be exact in training), for a subclass whose forward
+    # may do more, for a PyG MLP instance (used whole), or a lazy layer.
+    seq = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Dropout(0.5))
+    assert fused_reduce(seq, SumAggregation()) is None
+
+    class Scaled(torch.nn.Linear):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    assert fused_reduce(torch.nn.Sequential(Scaled(3, 4)),
+                        SumAggregation()) is None
+    assert fused_reduce(MLP([3, 8, 4]), SumAggregation()) is None
+    assert fused_reduce(torch.nn.Sequential(PygLinear(-1, 4)),
+                        SumAggregation()) is None
+
+
+
+@pytest.mark.parametrize('aggr', ['sum', 'mean'])
+def test_user_sequential_phi_is_fused_exactly(aggr):
+    phi = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.ReLU(),
+                              torch.nn.Linear(16, 8)).double()
+    model = DeepSetsInvariant(phi, [8, 2], aggr=aggr).double()
+    x, batch = make_batch([4, 0, 7, 1], 3, dtype=torch.float64)
+    out = model(x, batch, dim_size=4)
+    assert torch.allclose(out, pooled_by_hand(model, x, batch, 4, aggr),
+                          atol=1e-12)
+
+
+
+def test_dropout_after_the_last_layer_keeps_the_unfused_path():
+    # With dropout behind phi's last layer the rewrite would not be exact
+    # while training: the model must pool phi's full output.
+    phi = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(),
+                              torch.nn.Linear(8, 8), torch.nn.Dropout(0.5))
+    model = DeepSetsInvariant(phi, [8, 2]).train()
+    x, batch = make_batch([4, 5], 3)
+    torch.manual_seed(1)
+    out = model(x, batch)
+    torch.manual_seed(1)
+    expected = model.rho(scatter(phi(x), batch, 0, 2, 'sum'))
+    assert torch.equal(out, expected)
