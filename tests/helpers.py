@@ -12,19 +12,6 @@ from torch_geometric.data import HeteroData
 AGGRS = ['sum', 'mean', 'max']
 
 
-#: Relative error allowed to a low-precision (or float64) run against the
-#: same model in float32 (measured worst cases on the tests' sizes are ~3x
-#: smaller).
-DTYPE_TOL = {torch.float16: 3e-2, torch.bfloat16: 1e-1, torch.float64: 1e-5}
-
-
-def rel_err(a, b):
-    r"""The largest absolute difference of :obj:`a` and :obj:`b` relative
-    to the largest entry of :obj:`b` (at least 1e-3), in float32."""
-    a, b = a.detach().float(), b.detach().float()
-    return float((a - b).abs().max() / b.abs().max().clamp(min=1e-3))
-
-
 def make_batch(sizes, channels, dtype=torch.float32, shuffle=False,
                generator=None):
     r"""Random elements for sets of the given sizes (zero allowed) and their

@@ -5,6 +5,7 @@ boolean ReLU mask for its backward pass."""
 import pytest
 import torch
 
+from tests.helpers import make_batch
 from torch_geometric_deepsets import DeepSetsInvariant
 from torch_geometric_deepsets._kernels import (
     _pool_affine_op,
@@ -25,12 +26,9 @@ def _dynamo():
 
 def sets(sizes, channels=5, seed=0):
     gen = torch.Generator().manual_seed(seed)
-    counts = torch.tensor(sizes)
-    index = torch.repeat_interleave(torch.arange(len(sizes)), counts)
-    index = index[torch.randperm(index.numel(), generator=gen)]
+    h, index = make_batch(sizes, channels, shuffle=True, generator=gen)
     # A ReLU'd input, with ties and zeros as phi's hidden layers give.
-    h = torch.randn(index.numel(), channels, generator=gen).relu()
-    return h, index
+    return h.relu(), index
 
 
 @pytest.mark.parametrize('mean', [False, True])

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import AGGRS, DTYPE_TOL, NoSync, make_batch, rel_err
+from tests.helpers import AGGRS, NoSync, make_batch
 from tests.strategies import set_sizes
 from torch_geometric.nn import SAGEConv
 from torch_geometric_deepsets import (
@@ -19,8 +19,10 @@ from torch_geometric_deepsets.models.janossy import (
     num_tuples,
 )
 from torch_geometric_deepsets.testing import (
+    RELATIVE_TOLERANCES,
     assert_permutation_invariant,
     permutation_error,
+    relative_error,
 )
 
 
@@ -540,7 +542,7 @@ def test_combinations_dtypes(dtype):
         ref = model(x, batch, dim_size=4)
         out = model.to(dtype)(x.to(dtype), batch, dim_size=4)
     assert out.dtype == dtype
-    assert rel_err(out, ref) <= DTYPE_TOL[dtype]
+    assert relative_error(out, ref) <= RELATIVE_TOLERANCES[dtype]
 
 
 # pi-SGD ####################################################################
@@ -777,4 +779,4 @@ def test_dtypes_match_float32(dtype):
         ref = model(x, batch, dim_size=4)
         out = other.to(dtype)(x.to(dtype), batch, dim_size=4)
     assert out.dtype == dtype
-    assert rel_err(out, ref) <= DTYPE_TOL[dtype]
+    assert relative_error(out, ref) <= RELATIVE_TOLERANCES[dtype]

@@ -1,10 +1,13 @@
 import pytest
 import torch
 
-from tests.helpers import AGGRS, make_batch, rel_err
-from tests.helpers import DTYPE_TOL as TOL
+from tests.helpers import AGGRS, make_batch
 from tests.integration.hardening.models import KINDS, build, run
 from torch_geometric.testing import withDevice
+from torch_geometric_deepsets.testing import (
+    RELATIVE_TOLERANCES,
+    relative_error,
+)
 
 
 @withDevice
@@ -26,11 +29,11 @@ def test_dtype_matches_float32(kind, aggr, dtype, device):
     out_ref = run(ref, kind, xr, batch, 4)
     out = run(model, kind, xl, batch, 4)
     assert out.dtype == dtype
-    assert rel_err(out, out_ref) < TOL[dtype]
+    assert relative_error(out, out_ref) < RELATIVE_TOLERANCES[dtype]
     out_ref.square().sum().backward()
     out.float().square().sum().backward()
     assert xl.grad.dtype == dtype and torch.isfinite(xl.grad).all()
-    assert rel_err(xl.grad, xr.grad) < 2 * TOL[dtype]
+    assert relative_error(xl.grad, xr.grad) < 2 * RELATIVE_TOLERANCES[dtype]
 
 
 @withDevice
@@ -44,6 +47,6 @@ def test_autocast(kind, device):
     with torch.autocast(device.type, dtype=dtype):
         out = run(model, kind, x, batch, 3)
     assert out.dtype == dtype  # the linear layers ran in low precision
-    assert rel_err(out, ref) < TOL[dtype]
+    assert relative_error(out, ref) < RELATIVE_TOLERANCES[dtype]
     out.float().sum().backward()
     assert x.grad.dtype == torch.float32 and torch.isfinite(x.grad).all()

@@ -13,6 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import make_batch, ptr_of
 from torch_geometric.nn import aggr as A
 from torch_geometric_deepsets import (
     DeepSetsConditional,
@@ -72,14 +73,9 @@ def batches(draw):
     name = draw(st.sampled_from(sorted(AGGREGATIONS)))
     torch.manual_seed(seed)  # the models built from this example
     gen = torch.Generator().manual_seed(seed)
-    sizes_t = torch.tensor(sizes, dtype=torch.long)
-    batch = torch.repeat_interleave(torch.arange(len(sizes)), sizes_t)
-    x = torch.randn(batch.numel(), channels, dtype=torch.float64,
-                    generator=gen)
-    if layout == 'unsorted' and batch.numel() > 1:
-        perm = torch.randperm(batch.numel(), generator=gen)
-        x, batch = x[perm], batch[perm]
-    ptr = torch.cat([torch.zeros(1, dtype=torch.long), sizes_t.cumsum(0)])
+    x, batch = make_batch(sizes, channels, dtype=torch.float64,
+                          shuffle=layout == 'unsorted', generator=gen)
+    ptr = ptr_of(batch, len(sizes))
     return x, batch, ptr, layout, len(sizes), name, seed
 
 
@@ -172,14 +168,9 @@ def fixed_batch(layout, name, channels=3, seed=7,
                 sizes=(3, 0, 1, 7, 2, 0, 5)):
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    sizes_t = torch.tensor(sizes, dtype=torch.long)
-    batch = torch.repeat_interleave(torch.arange(len(sizes)), sizes_t)
-    x = torch.randn(batch.numel(), channels, dtype=torch.float64,
-                    generator=gen)
-    if layout == 'unsorted':
-        perm = torch.randperm(batch.numel(), generator=gen)
-        x, batch = x[perm], batch[perm]
-    ptr = torch.cat([torch.zeros(1, dtype=torch.long), sizes_t.cumsum(0)])
+    x, batch = make_batch(sizes, channels, dtype=torch.float64,
+                          shuffle=layout == 'unsorted', generator=gen)
+    ptr = ptr_of(batch, len(sizes))
     return x, batch, ptr, layout, len(sizes), name, seed
 
 

@@ -6,6 +6,7 @@ import os
 import pytest
 import torch
 
+from tests.helpers import make_batch
 from torch_geometric_deepsets import (
     DeepSetsConditional,
     DeepSetsEquivariant,
@@ -81,9 +82,8 @@ def million_element_set():
 
 
 def hundred_thousand_small_sets():
-    sizes = torch.randint(1, 4, (100_000, ))
-    batch = torch.repeat_interleave(torch.arange(100_000), sizes)
-    return torch.randn(batch.numel(), 3, requires_grad=True), batch, 100_000
+    x, batch = make_batch(torch.randint(1, 4, (100_000, )).tolist(), 3)
+    return x.requires_grad_(), batch, 100_000
 
 
 @pytest.mark.parametrize('data', [million_element_set,
