@@ -55,6 +55,7 @@ def test_segment_max_op_registration():
                           (torch.randn(4, 5), h.detach(), index, out))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('aggr', ['sum', 'mean', 'max'])
 def test_ops_give_the_eager_values_and_gradients(aggr):
     torch.manual_seed(0)
@@ -86,6 +87,7 @@ def saved_dtypes(model, *args, **kwargs):
     return saved
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('aggr', ['sum', 'mean', 'max'])
 def test_compiled_step_saves_no_boolean_mask(aggr):
     # Inductor's CPU code stores a boolean ReLU mask ~10x slower than the
@@ -100,6 +102,7 @@ def test_compiled_step_saves_no_boolean_mask(aggr):
     assert torch.bool not in dtypes, dtypes
 
 
+@pytest.mark.slow
 def test_export_keeps_plain_aten_ops():
     # Exported programs run without this package imported.
     model = DeepSetsInvariant([3, 8, 8], [8, 2], aggr='sum').eval()

@@ -41,6 +41,7 @@ def last_rounds_faults(mode: str) -> int:
     return int(out.stdout.split()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not GLIBC, reason='mallopt tuning is glibc-only')
 def test_large_freed_tensors_are_reused_without_page_faults():
     tuned, default = last_rounds_faults('tuned'), last_rounds_faults('')

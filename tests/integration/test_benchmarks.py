@@ -20,6 +20,7 @@ def bench():
     return module
 
 
+@pytest.mark.slow
 def test_quick_run_reports_every_section(bench, tmp_path, capsys):
     # The compiled contenders through a backend that compiles in seconds.
     rows = bench.main(['--quick', '--no-memory', '--compile-backend',
@@ -70,12 +71,14 @@ def test_heavy_tailed_sizes_and_implementations_agree(bench):
     assert torch.allclose(outs[0], outs[2], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_peak_memory_measurement(bench):
     small = bench.peak_memory('padded', 'sum', 'heavy', 16, 50, 'cpu')
     large = bench.peak_memory('padded', 'sum', 'heavy', 64, 400, 'cpu')
     assert 0 < small < large
 
 
+@pytest.mark.slow
 def test_tuned_allocator_run_says_so():
     # In a subprocess: the allocator setting is process-wide.
     import subprocess

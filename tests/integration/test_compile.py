@@ -54,6 +54,7 @@ def assert_same(model, compiled, args, kwargs):
             torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('case', CASES)
 def test_compiles_whole_once_and_equals_eager(case):
     model = case.build()
@@ -69,6 +70,7 @@ def test_compiles_whole_once_and_equals_eager(case):
                     *set_inputs(case, [1, 6, 2, 0, 3], 'ptr', seed=3))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('case', CASES)
 def test_without_dim_size_compiles_and_exports(case):
     # The set count comes from the ids: data-dependent, never a guard
@@ -95,6 +97,7 @@ def test_without_dim_size_compiles_and_exports(case):
                                rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('case', CASES)
 def test_exports_with_dynamic_elements_and_sets(case):
     model = case.build().eval()
@@ -113,6 +116,7 @@ def test_exports_with_dynamic_elements_and_sets(case):
                                    expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_recurrent_pisgd_is_an_upstream_limit():
     # Dynamo does not trace torch.nn.GRU/LSTM/RNN (torch 2.13): the README
     # lists JanossyPiSGD without k as eager only. When this starts to
@@ -126,6 +130,7 @@ def test_recurrent_pisgd_is_an_upstream_limit():
         compiled(x, batch)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('aggr', [
     lambda: T.DeepSetsInvariant([4, 8], [8, 4]),
     lambda: ['max', T.DeepSetsInvariant([4, 8], [8, 4])],

@@ -38,6 +38,7 @@ def test_torch_resolves_the_caches_into_the_sessions_folder():
     assert not _inside(cache_dir(), default_cache_dir())
 
 
+@pytest.mark.slow
 def test_subprocesses_use_the_sessions_folder():
     out = subprocess.run([sys.executable, '-c', RESOLVE], check=True,
                          env=dict(os.environ, OMP_NUM_THREADS='1'),

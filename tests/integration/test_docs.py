@@ -47,6 +47,9 @@ import pytest
 from tests.example_scripts import ROOT
 from tests.torchrun import run_torchrun
 
+#: Trainings, subprocesses, builds or compiles, every test here.
+pytestmark = pytest.mark.slow
+
 DOCS = osp.join(ROOT, 'docs')
 RUNNER = osp.join(ROOT, 'tests', 'paste_runner.py')
 

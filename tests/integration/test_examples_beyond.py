@@ -10,6 +10,9 @@ import pytest
 from tests.example_scripts import assert_reloads
 from tests.example_scripts import load as load_example
 
+#: Trainings, subprocesses, builds or compiles, every test here.
+pytestmark = pytest.mark.slow
+
 pytest.importorskip('lightning')
 
 COMMON = ['--no-progress', '--threads', '1']

@@ -34,6 +34,7 @@ def test_readout_task_labels_follow_colour_counts():
     assert all(torch.equal(a.x, b.x) for a, b in zip(graphs, again))
 
 
+@pytest.mark.slow
 def test_gnn_readout_example_deep_sets_beats_add_and_max(tmp_path, capsys):
     gnn_readout = load_example('gnn_readout')
     out = tmp_path / 'readout.json'
@@ -104,6 +105,7 @@ def test_modelnet_transforms_are_the_papers_augmentation():
     ]
 
 
+@pytest.mark.slow
 def test_modelnet_example_one_epoch_end_to_end(tmp_path, monkeypatch,
                                               capsys):
     modelnet = load_example('modelnet')
@@ -212,6 +214,7 @@ def test_modelnet_without_data_or_network_fails_fast(tmp_path, monkeypatch,
         modelnet.main(['--out', 'run', '--num-points', '8'])
 
 
+@pytest.mark.slow
 def test_modelnet_offline_route_synthetic(tmp_path, monkeypatch):
     modelnet = load_example('modelnet')
     monkeypatch.setattr(modelnet, 'reachable', lambda url: pytest.fail(
@@ -239,6 +242,7 @@ def test_modelnet_offline_route_synthetic(tmp_path, monkeypatch):
     assert torch.equal(train.get(5).pos, again.get(5).pos)
 
 
+@pytest.mark.slow
 def test_modelnet_max_steps_between_evaluations(tmp_path, monkeypatch):
     # --max-steps ends the run before the first evaluation: the script
     # evaluates the final model itself.

@@ -287,6 +287,7 @@ def point_cloud(num_points):
                       ToSet()])
 
 
+@pytest.mark.slow
 def test_modelnet10_through_to_set_trains(roots):
     train = ModelNet(roots['modelnet10'], '10', train=True,
                      transform=point_cloud(64))
@@ -304,6 +305,7 @@ def test_modelnet10_through_to_set_trains(roots):
     assert last < 0.5 * first and acc >= 0.8
 
 
+@pytest.mark.slow
 def test_modelnet40_through_to_set_with_normals(roots):
     transform = T.Compose([T.NormalizeScale(),
                            T.SamplePoints(32, include_normals=True),
@@ -320,6 +322,7 @@ def test_modelnet40_through_to_set_with_normals(roots):
     assert last < 0.7 * first and acc >= 0.2  # chance: 0.025
 
 
+@pytest.mark.slow
 def test_geometric_shapes_through_to_set_trains(roots):
     dataset = GeometricShapes(roots['shapes'], train=True,
                               transform=point_cloud(64))
@@ -330,6 +333,7 @@ def test_geometric_shapes_through_to_set_trains(roots):
     assert last < 0.5 * first and acc == 1.0
 
 
+@pytest.mark.slow
 def test_shapenet_through_to_set_classification_and_parts(roots):
     dataset = ShapeNet(roots['shapenet'], ['Airplane', 'Mug'],
                        split='trainval', transform=ToSet(features=True))

@@ -70,6 +70,7 @@ print([m for m in sys.modules
 '''
 
 
+@pytest.mark.slow
 def test_package_imports_and_runs_without_lightning():
     out = subprocess.run([sys.executable, '-c', BLOCK_LIGHTNING], cwd=ROOT,
                          capture_output=True, text=True, timeout=120,
@@ -83,6 +84,7 @@ def test_package_imports_and_runs_without_lightning():
     assert out[2] == '[]'
 
 
+@pytest.mark.slow
 def test_the_block_really_blocks():
     # The hook of the test above must stop an import of Lightning.
     code = BLOCK_LIGHTNING.split('import torch_geometric_deepsets')[0] + \
@@ -242,6 +244,7 @@ def sum_model():
     return DeepSetsInvariant(phi=[3, 8], rho=[8, 1])
 
 
+@pytest.mark.slow
 def test_precision_schedule_and_gradient_clipping_reach_the_loop(tmp_path):
     parser, args = options(tmp_path / 'a', '--precision', 'bf16-mixed',
                            '--max-steps', '5')
@@ -280,6 +283,7 @@ def one_cycle(step, total, up, peak=0.1):
     return floor + (peak - floor) * (1 + math.cos(math.pi * t)) / 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('steps,up', [(20, 2), (10, 1), (4, 1)])
 def test_one_cycle_schedule_by_hand(tmp_path, steps, up):
     # 10 steps: a warm-up of exactly one step, where torch's OneCycleLR with
@@ -292,6 +296,7 @@ def test_one_cycle_schedule_by_hand(tmp_path, steps, up):
                                       for s in range(steps)])
 
 
+@pytest.mark.slow
 def test_one_cycle_stretches_when_a_run_is_extended(tmp_path):
     parser, args = options(tmp_path, '--max-steps', '20')
     first = Probe(sum_model(), lr=0.1, schedule='one_cycle')
@@ -312,6 +317,7 @@ class Flat(set_task.SetTask):
         return {'mae': torch.tensor(1.0)}  # never improves
 
 
+@pytest.mark.slow
 def test_early_stopping_after_patience(tmp_path):
     parser, args = options(tmp_path, '--max-steps', '-1', '--max-epochs',
                            '20', '--early-stopping', '2')
@@ -326,6 +332,7 @@ def test_early_stopping_after_patience(tmp_path):
         set_task.build_trainer(args, parser)  # nothing monitored
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('make', [
     lambda: DeepSetsInvariant(phi=[3, 8, 8], rho=[16, 4], aggr=['sum', 'max']),
     lambda: DeepSetsEquivariant([3, 8, 2], aggr='max', readout='mean'),
@@ -349,6 +356,7 @@ def test_checkpoint_reloads_the_trained_model(tmp_path, make):
     assert torch.equal(task(batch), again(batch))
 
 
+@pytest.mark.slow
 def test_conditional_and_layer_models_through_a_subclass(tmp_path):
     class Conditional(set_task.SetTask):
         def forward(self, batch):
@@ -378,6 +386,7 @@ def text_args(tmp_path, out, *extra):
             str(tmp_path / out), '--no-progress', *extra]
 
 
+@pytest.mark.slow
 def test_extending_a_finished_run(tmp_path):
     text = load('digit_sum_text')
     first = text.main(text_args(tmp_path, 'run', '--max-steps', '20'))
@@ -391,6 +400,7 @@ def test_extending_a_finished_run(tmp_path):
     assert fresh.results['per_size'] != more.results['per_size']
 
 
+@pytest.mark.slow
 def test_deterministic_runs_are_identical(tmp_path):
     text = load('digit_sum_text')
     runs = [text.main(text_args(tmp_path, f'run{i}', '--max-steps', '12',
@@ -429,6 +439,7 @@ def read_lines_until(proc, marker, timeout=180):
     return lines
 
 
+@pytest.mark.slow
 def test_sigint_saves_and_resumes_to_the_uninterrupted_result(tmp_path):
     # Dropout, so the resumed run also needs the restored random state.
     args = ['--num-train', '300', '--train-max-size', '3', '--hidden', '16',
@@ -476,6 +487,7 @@ def test_sigint_saves_and_resumes_to_the_uninterrupted_result(tmp_path):
                           'metrics.csv')
 
 
+@pytest.mark.slow
 def test_epoch_mean_after_resuming_at_an_epoch_end(tmp_path):
     # 80 sets in batches of 8: 10 steps an epoch. The second epoch's mean
     # loss of a run resumed after the first covers the second epoch only.
@@ -502,6 +514,7 @@ def build_sum_model(hidden):
     return DeepSetsInvariant(phi=[3, hidden], rho=[hidden, 1])
 
 
+@pytest.mark.slow
 def test_one_call_rebuilds_the_model_from_a_checkpoint(tmp_path):
     parser, args = options(tmp_path, '--max-steps', '3')
     task = set_task.SetTask(build_sum_model, {'hidden': 5}, lr=0.1,
@@ -534,6 +547,7 @@ def test_package_models_are_named_by_their_public_path():
     assert type(task.model) is DeepSetsPointCloud
 
 
+@pytest.mark.slow
 def test_a_task_given_a_module_asks_for_it_on_load(tmp_path):
     parser, args = options(tmp_path, '--max-steps', '1')
     set_task.fit(set_task.build_trainer(args, parser),
@@ -557,6 +571,7 @@ def test_bad_model_builders(builder, match):
         set_task.SetTask(sum_model(), {'hidden': 3})
 
 
+@pytest.mark.slow
 def test_lightning_manual_optimisation_equals_a_plain_loop(tmp_path):
     L = pytest.importorskip('lightning')
     from tests.example_scripts import load

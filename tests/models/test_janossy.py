@@ -224,6 +224,7 @@ def test_as_aggr_of_sage_conv():
     assert torch.allclose(messages[4], aggr.rho(torch.zeros(1, 8))[0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('tuples', ['permutations', 'combinations'])
 def test_torch_compile(tuples):
     model = JanossyPooling([3, 8], [8, 2], k=2, tuples=tuples)
@@ -693,6 +694,7 @@ def test_pisgd_gradcheck(k):
     assert torch.autograd.gradcheck(f, (x, ), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_pisgd_torch_compile():
     x, batch = make_batch([2, 0, 5, 1], 3, shuffle=True)
     model = JanossyPiSGD([3, 8], [8, 2], k=2).eval()

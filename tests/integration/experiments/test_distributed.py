@@ -7,6 +7,9 @@ import torch
 
 from tests.example_scripts import load, run
 
+#: Trainings, subprocesses, builds or compiles, every test here.
+pytestmark = pytest.mark.slow
+
 pytest.importorskip('lightning')
 if not torch.distributed.is_available() or \
         not torch.distributed.is_gloo_available():

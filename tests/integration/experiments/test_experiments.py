@@ -39,6 +39,7 @@ def assert_loss_falls(losses, factor):
     assert losses[-1] < factor * losses[0], losses
 
 
+@pytest.mark.slow
 def test_digit_sum_text(tmp_path, capsys):
     outcome = run(tmp_path, 'digit_sum_text', '--max-steps', '60',
                   '--num-train', '2000', '--test-sizes', '5', '40',
@@ -68,6 +69,7 @@ def test_digit_sum_text(tmp_path, capsys):
                    outcome.models['model'])
 
 
+@pytest.mark.slow
 def test_digit_sum_text_trained_model_counts_exactly(tmp_path):
     # Enough steps for the linear-in-counts solution: exact on sets ten
     # times larger than any training set.
@@ -77,6 +79,7 @@ def test_digit_sum_text_trained_model_counts_exactly(tmp_path):
     assert outcome.results['per_size'][0]['accuracy'] >= 0.99
 
 
+@pytest.mark.slow
 def test_digit_sum_images_with_plot(tmp_path):
     # Dropout as in the default model, so that reading an image in training
     # mode would show below. A 32-wide phi with dropout 0.5 barely learns in
@@ -107,6 +110,7 @@ def test_digit_sum_images_with_plot(tmp_path):
     assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 
 
+@pytest.mark.slow
 def test_digit_sum_images_from_local_mnist(tmp_path):
     fake_mnist(tmp_path / 'mnist', num_train=30, num_test=20)
     outcome = run(tmp_path, 'digit_sum_images', '--source', 'mnist',
@@ -121,6 +125,7 @@ def test_digit_sum_images_from_local_mnist(tmp_path):
                    outcome.models['model'])
 
 
+@pytest.mark.slow
 def test_set_anomaly(tmp_path):
     outcome = run(tmp_path, 'set_anomaly', '--max-steps', '100', '--lr',
                   '1e-2', '--num-train', '300', '--num-test', '50',
@@ -149,6 +154,7 @@ def test_set_log_softmax_normalises_within_sets():
     assert torch.allclose(log_p[3:], torch.log_softmax(scores[3:], 0))
 
 
+@pytest.mark.slow
 def test_population_statistics(tmp_path):
     outcome = run(tmp_path, 'population_statistics', '--max-steps', '60',
                   '--train-sizes', '16', '8', '--num-test', '16',

@@ -11,6 +11,9 @@ from tests.example_scripts import ROOT
 from tests.integration.experiments.stream_worker import AGGRS, NUM_SETS, build
 from tests.torchrun import run_torchrun
 
+#: Trainings, subprocesses, builds or compiles, every test here.
+pytestmark = pytest.mark.slow
+
 if not torch.distributed.is_available() or \
         not torch.distributed.is_gloo_available():
     pytest.skip('torch.distributed with gloo is not available',

@@ -86,6 +86,7 @@ def hundred_thousand_small_sets():
     return x.requires_grad_(), batch, 100_000
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('data', [million_element_set,
                                   hundred_thousand_small_sets])
 @pytest.mark.parametrize('kind', ['invariant', 'equivariant', 'conditional'])
