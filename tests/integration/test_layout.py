@@ -1,6 +1,12 @@
-r"""The layout of the test suite: what tests share lives in support modules
-(tests/helpers.py, tests/fake_datasets.py, ...); no module imports a test
-module (``test_*.py`` or ``conftest.py``), so that each test file can be run,
+r"""The layout of the test suite. Outside ``tests/integration/`` (the suites
+that cross modules: docs, examples, training, benchmarks, the compile
+matrix, conventions, PyG pipelines, hardening) the tests mirror the
+package: ``tests/<path>/test_<name>.py`` tests
+``torch_geometric_deepsets/<path>/<name>.py`` (or the package
+``<path>/<name>/``). What tests share lives in support modules
+(tests/helpers.py, tests/fake_datasets.py, ...) at the top of ``tests/`` or
+inside ``tests/integration/``; no module imports a test module
+(``test_*.py`` or ``conftest.py``), so that each test file can be run,
 moved or deleted alone."""
 import ast
 from pathlib import Path
@@ -8,6 +14,81 @@ from pathlib import Path
 import pytest
 
 TESTS = Path(__file__).resolve().parents[1]
+PACKAGE = TESTS.parent / 'torch_geometric_deepsets'
+
+#: Test modules named after issue 28's target layout whose module is not
+#: split out of its current file yet: test module -> the file holding what
+#: it tests now. An entry whose module exists fails: delete it then.
+NOT_YET_SPLIT = {
+    'test_grouping.py': 'sets.py',
+    '_kernels/test_affine.py': '_kernels.py',
+    '_kernels/test_custom_ops.py': '_kernels.py',
+    '_kernels/test_dispatch.py': '_kernels.py',
+    '_kernels/test_extremes.py': '_kernels.py',
+    '_kernels/test_ids.py': '_kernels.py',
+    '_kernels/test_sums.py': '_kernels.py',
+    'models/test_phi_pool.py': 'models/fused.py',
+    'models/test_relu_stack.py': 'models/mlp.py',
+    'models/test_tuples.py': 'models/janossy.py',
+    'models/test_widths.py': 'models/mlp.py',
+    'stream/test_accumulator.py': 'stream.py',
+    'stream/test_chunks.py': 'stream.py',
+    'stream/test_parts.py': 'stream.py',
+    'stream/test_replay.py': 'stream.py',
+}
+
+
+def mirrored_module(test: Path):
+    r"""The package file or folder a module test (relative to ``tests/``)
+    is about."""
+    name = test.name[len('test_'):-len('.py')]
+    return PACKAGE.joinpath(*test.parent.parts, name)
+
+
+def module_tests():
+    return sorted(path.relative_to(TESTS)
+                  for path in TESTS.rglob('test_*.py')
+                  if path.relative_to(TESTS).parts[0] != 'integration')
+
+
+def test_module_tests_mirror_the_package():
+    stray = []
+    for test in module_tests():
+        module = mirrored_module(test)
+        exists = module.with_suffix('.py').is_file() or module.is_dir()
+        pending = NOT_YET_SPLIT.get(test.as_posix())
+        if exists and pending:
+            stray.append(f'{test}: {module.relative_to(PACKAGE.parent)} '
+                         f'exists now; delete its NOT_YET_SPLIT entry')
+        elif not exists and not pending:
+            stray.append(f'{test}: no {module.relative_to(PACKAGE.parent)}'
+                         f'[.py]; name it after the module it tests, or '
+                         f'move it to tests/integration/')
+        elif pending and not (PACKAGE / pending).is_file():
+            stray.append(f'{test}: NOT_YET_SPLIT names {pending}, which '
+                         f'is gone')
+    assert stray == []
+    assert set(NOT_YET_SPLIT) <= {t.as_posix() for t in module_tests()}
+
+
+def test_support_modules_sit_at_the_top_or_in_integration():
+    # Folders that mirror the package hold tests (and __init__.py) only.
+    misplaced = [path.relative_to(TESTS) for path in TESTS.rglob('*.py')
+                 if len(path.relative_to(TESTS).parts) > 1
+                 and path.relative_to(TESTS).parts[0] != 'integration'
+                 and not path.name.startswith('test_')
+                 and path.name != '__init__.py']
+    assert misplaced == []
+
+
+@pytest.mark.parametrize('test,module', [
+    ('test_pool.py', 'torch_geometric_deepsets/pool'),
+    ('models/test_relu_stack.py',
+     'torch_geometric_deepsets/models/relu_stack'),
+    ('stream/test_replay.py', 'torch_geometric_deepsets/stream/replay'),
+])
+def test_the_mirror_of_a_test_module(test, module):
+    assert mirrored_module(Path(test)) == PACKAGE.parent / module
 
 
 def imported_modules(source: str, package: str):
@@ -49,15 +130,15 @@ def test_no_module_imports_a_test_module():
 @pytest.mark.parametrize('source,expected', [
     ('from tests.test_pool import x', 'tests.test_pool'),
     ('import tests.conftest', 'tests.conftest'),
-    ('def f():\n    from ..datasets.test_digits import y',
+    ('def f():\n    from ...datasets.test_digits import y',
      'tests.datasets.test_digits'),
-    ('from . import test_dtypes', 'tests.hardening.test_dtypes'),
+    ('from . import test_dtypes', 'tests.integration.hardening.test_dtypes'),
 ])
 def test_the_check_sees_every_spelling(source, expected):
-    names = list(imported_modules(source, 'tests.hardening'))
+    names = list(imported_modules(source, 'tests.integration.hardening'))
     assert expected in names
     assert any(named_test_modules(name) for name in names)
     # What support modules are for passes.
     assert not any(named_test_modules(name) for name in imported_modules(
         'from tests.helpers import make_batch\nfrom .models import build',
-        'tests.hardening'))
+        'tests.integration.hardening'))
