@@ -526,7 +526,7 @@ def test_one_call_rebuilds_the_model_from_a_checkpoint(tmp_path):
     # Plain tensors and strings: no pickled objects.
     saved = torch.load(path, weights_only=True)
     assert saved['hyper_parameters']['model'] == \
-        'tests.test_training:build_sum_model'
+        'tests.integration.test_training:build_sum_model'
     assert saved['hyper_parameters']['model_kwargs'] == {'hidden': 5}
     hparams = (tmp_path / 'csv' / 'version_0' / 'hparams.yaml').read_text()
     assert 'model_kwargs:\n  hidden: 5' in hparams
