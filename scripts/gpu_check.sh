@@ -14,7 +14,7 @@ export PYTHONPATH=$PWD:${PYTHONPATH:-}
   python3 -c "import torch, torch_geometric as g; print('torch', torch.__version__, 'pyg', g.__version__, torch.cuda.get_device_name())"
 } > "$out/env.txt" 2>&1
 timeout 150 python3 -m pytest -q -p no:cacheprovider -k "cuda" \
-  tests/test_kernels.py tests/hardening tests/test_pipelines.py \
+  tests/_kernels tests/integration/hardening tests/integration/test_pipelines.py \
   > "$out/cuda_tests.txt" 2>&1
 echo "pytest exit $?" >> "$out/cuda_tests.txt"
 timeout 300 python3 benchmarks/bench.py --device cuda --sections step \

@@ -1,9 +1,14 @@
 import importlib
 import os
 
-import pytest
-import torch
-from hypothesis import HealthCheck, settings
+from tests.compile_cache import session_compile_cache
+
+# Before torch is imported (see tests/compile_cache.py).
+session_compile_cache()
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 # CI (and FULL_TEST=1) runs the property tests with more examples.
 settings.register_profile(

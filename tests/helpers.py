@@ -13,19 +13,6 @@ from torch_geometric.data import Data, HeteroData, InMemoryDataset
 AGGRS = ['sum', 'mean', 'max']
 
 
-#: Relative error allowed to a low-precision (or float64) run against the
-#: same model in float32 (measured worst cases on the tests' sizes are ~3x
-#: smaller).
-DTYPE_TOL = {torch.float16: 3e-2, torch.bfloat16: 1e-1, torch.float64: 1e-5}
-
-
-def rel_err(a, b):
-    r"""The largest absolute difference of :obj:`a` and :obj:`b` relative
-    to the largest entry of :obj:`b` (at least 1e-3), in float32."""
-    a, b = a.detach().float(), b.detach().float()
-    return float((a - b).abs().max() / b.abs().max().clamp(min=1e-3))
-
-
 def make_batch(sizes, channels, dtype=torch.float32, shuffle=False,
                generator=None):
     r"""Random elements for sets of the given sizes (zero allowed) and their
@@ -40,10 +27,52 @@ def make_batch(sizes, channels, dtype=torch.float32, shuffle=False,
     return x, batch
 
 
+def pooled_by_hand(model, x, batch, num_sets, reduce):
+    r"""Theorem 2 by hand: :math:`\rho` of every set's pooled
+    :math:`\phi(x)`, set by set in a loop (an empty set pools to 0)."""
+    h = model.phi(x)
+    rows = []
+    for s in range(num_sets):
+        hs = h[batch == s]
+        if hs.size(0) == 0:
+            rows.append(torch.zeros(h.size(1), dtype=h.dtype))
+        elif reduce == 'sum':
+            rows.append(hs.sum(0))
+        elif reduce == 'mean':
+            rows.append(hs.mean(0))
+        else:
+            rows.append(hs.max(0).values)
+    return model.rho(torch.stack(rows))
+
+
 def ptr_of(batch, num_sets):
     r"""The :obj:`ptr` of a sorted batch vector."""
     counts = torch.bincount(batch, minlength=num_sets)
     return torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
+
+
+#: How the kernels and models get the sets of the rows: sorted or unsorted
+#: set ids, ptr alone (sorted rows), or both.
+LAYOUTS = ['sorted', 'unsorted', 'ptr', 'both']
+
+
+def grouping(batch, num_sets, layout):
+    r"""(index, ptr) as the models pass them on for each of
+    :data:`LAYOUTS` (:obj:`batch` sorted, or shuffled for
+    :obj:`"unsorted"`)."""
+    if layout in ('sorted', 'unsorted'):
+        return batch, None
+    ptr = ptr_of(batch, num_sets)
+    return (batch if layout == 'both' else None), ptr
+
+
+def scatter_backends():
+    r"""The values of :obj:`torch_geometric.typing.WITH_TORCH_SCATTER` to
+    run a kernel test with: :obj:`True` too where torch-scatter is
+    installed."""
+    import torch_geometric.typing
+    return [False, True] if torch_geometric.typing.WITH_TORCH_SCATTER \
+        else [False]
 
 
 def molecule(num_atoms, num_bonds, generator):
@@ -115,3 +144,68 @@ class Count(TorchDispatchMode):
         self.calls.append((name, [tuple(a.shape) for a in args
                                   if isinstance(a, torch.Tensor)]))
         return func(*args, **(kwargs or {}))
+
+
+#: The hooks a module takes, by the method that registers them.
+HOOKS = {
+    'forward_pre': 'register_forward_pre_hook',
+    'forward': 'register_forward_hook',
+    'full_backward_pre': 'register_full_backward_pre_hook',
+    'full_backward': 'register_full_backward_hook',
+}
+
+#: The same hooks on every module, by the function that registers them.
+GLOBAL_HOOKS = {
+    'forward_pre': 'register_module_forward_pre_hook',
+    'forward': 'register_module_forward_hook',
+    'full_backward_pre': 'register_module_full_backward_pre_hook',
+    'full_backward': 'register_module_full_backward_hook',
+}
+
+
+def _halved(values):
+    return tuple(v * 0.5 if isinstance(v, torch.Tensor) else v
+                 for v in values)
+
+
+def add_hook(module, kind, calls):
+    r"""Registers a hook of :obj:`kind` (a key of :data:`HOOKS`) on
+    :obj:`module` that counts its calls in :obj:`calls` (a
+    :class:`collections.Counter`) and halves the tensors it sees (inputs,
+    output or gradients), so that a path that skips it gives other values
+    as well as other counts."""
+    def hook(module, *args):
+        calls.update([kind])
+        if kind == 'forward':
+            return 0.5 * args[1]
+        return _halved(args[0])
+    getattr(module, HOOKS[kind])(hook)
+
+
+def replace_forward(module, calls):
+    r"""Replaces :obj:`module.forward` on the instance, as offloading and
+    adapter tools do, by one that counts its calls in :obj:`calls` and
+    halves the output."""
+    original = module.forward
+
+    def forward(*args, **kwargs):
+        calls.update(['forward'])
+        return 0.5 * original(*args, **kwargs)
+
+    module.forward = forward
+
+
+def training_step(model, forward, x, batch, train=True, seed=2):
+    r"""One step of :obj:`forward(x, batch)` (:obj:`model` in training or
+    eval mode), with the random stream at :obj:`seed` (the same dropout
+    masks in every call): the output, the gradients of :obj:`x` and of every
+    named parameter of :obj:`model` for the loss :math:`\sum out^2`, and
+    :obj:`model`'s buffers after the step (running statistics)."""
+    model.train(train)
+    x = x.detach().clone().requires_grad_()
+    torch.manual_seed(seed)
+    out = forward(x, batch)
+    out.square().sum().backward()
+    return dict(out=out.detach(), x=x.grad,
+                grads={n: p.grad for n, p in model.named_parameters()},
+                buffers={n: b.clone() for n, b in model.named_buffers()})

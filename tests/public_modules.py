@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import torch_geometric_deepsets as T
+from tests.helpers import make_batch, ptr_of
 from torch_geometric.nn.aggr import SoftmaxAggregation
 
 
@@ -116,17 +117,13 @@ def set_inputs(case: Case, sizes, layout: str = 'index', seed: int = 0,
                dim_size: bool = True, generator: Optional[torch.Generator]
                = None):
     r"""Positional and keyword arguments for :obj:`case`'s module: sets of
-    the given sizes, with shuffled rows and ids (:obj:`"index"`) or sorted
-    rows and :obj:`ptr`, and a context where the module takes one."""
+    the given sizes (:func:`tests.helpers.make_batch`), with shuffled rows
+    and ids (:obj:`"index"`) or sorted rows and :obj:`ptr`, and a context
+    where the module takes one."""
     gen = generator or torch.Generator().manual_seed(seed)
-    counts = torch.tensor(sizes)
-    batch = torch.repeat_interleave(torch.arange(len(sizes)), counts)
-    x = torch.randn(batch.numel(), F, generator=gen)
+    x, batch = make_batch(sizes, F, shuffle=layout == 'index', generator=gen)
     args = (x, torch.randn(len(sizes), C, generator=gen)) if case.context \
         else (x, )
     if layout == 'ptr':
-        return args, dict(ptr=torch.cat([counts.new_zeros(1),
-                                         counts.cumsum(0)]))
-    perm = torch.randperm(batch.numel(), generator=gen)
-    args = (x[perm], ) + args[1:] + (batch[perm], )
-    return args, dict(dim_size=len(sizes)) if dim_size else {}
+        return args, dict(ptr=ptr_of(batch, len(sizes)))
+    return args + (batch, ), dict(dim_size=len(sizes)) if dim_size else {}

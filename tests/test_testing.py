@@ -4,10 +4,12 @@ import torch
 from tests.helpers import make_batch
 from torch_geometric_deepsets import DeepSetsInvariant
 from torch_geometric_deepsets.testing import (
+    RELATIVE_TOLERANCES,
     assert_permutation_equivariant,
     assert_permutation_invariant,
     permutation_error,
     random_set_permutation,
+    relative_error,
 )
 
 
@@ -76,3 +78,18 @@ def test_input_checks():
     with pytest.raises(ValueError, match="element input 'w' has 1 rows"):
         permutation_error(DeepSetsInvariant([2, 4], [4, 1]), x, batch,
                           element_inputs={'w': torch.ones(1)})
+
+
+def test_relative_error_by_hand():
+    # max |a - b| = 0.5 over max |b| = 4; float16 inputs are compared in
+    # float32; below 1e-3 the scale stops shrinking.
+    a = torch.tensor([1.0, -2.5, 4.0])
+    b = torch.tensor([1.0, -2.0, 4.0])
+    assert relative_error(a, b) == 0.125
+    assert relative_error(a.half(), b.double()) == 0.125
+    assert relative_error(torch.tensor([1e-3]), torch.zeros(1)) == 1.0
+    assert relative_error(b, b) == 0.0
+    # The float64 bound is float32's rounding, far below the half ones.
+    assert RELATIVE_TOLERANCES[torch.float64] < \
+        RELATIVE_TOLERANCES[torch.float16] < \
+        RELATIVE_TOLERANCES[torch.bfloat16]

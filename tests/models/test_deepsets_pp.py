@@ -5,7 +5,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.helpers import AGGRS, DTYPE_TOL, NoSync, make_batch, rel_err
+from tests.helpers import AGGRS, NoSync, make_batch
 from tests.strategies import set_sizes
 from torch_geometric.nn.norm import LayerNorm
 from torch_geometric_deepsets import (
@@ -14,8 +14,10 @@ from torch_geometric_deepsets import (
     PermutationEquivariantLayer,
 )
 from torch_geometric_deepsets.testing import (
+    RELATIVE_TOLERANCES,
     assert_permutation_equivariant,
     assert_permutation_invariant,
+    relative_error,
 )
 
 
@@ -274,7 +276,7 @@ def test_dtypes_match_float32(dtype):
         ref = model(x, batch, dim_size=4)
         out = other.to(dtype)(x.to(dtype), batch, dim_size=4)
     assert out.dtype == dtype
-    assert rel_err(out, ref) <= DTYPE_TOL[dtype]
+    assert relative_error(out, ref) <= RELATIVE_TOLERANCES[dtype]
 
 
 def test_input_is_validated_once_per_call_not_per_layer(monkeypatch):

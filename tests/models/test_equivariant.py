@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from tests.helpers import AGGRS, make_batch
 from tests.strategies import set_sizes
 from torch_geometric_deepsets import (
+    DeepSetsConditionalEquivariant,
     DeepSetsEquivariant,
     PermutationEquivariantLayer,
 )
@@ -168,3 +169,102 @@ def test_input_is_validated_once_per_call_not_per_layer(monkeypatch):
     assert torch.equal(out, model.readout(
         model.layers[3](torch.relu(seen[0]), batch, dim_size=3), batch,
         dim_size=3))
+
+
+def conditioned_reference(model, x, z, batch, num_sets):
+    fusion = model.context_fusion
+    h = x
+    if fusion.fusion == 'concat':
+        h = torch.cat([x, z[batch]], dim=-1)
+    elif fusion.fusion == 'add':
+        h = x + fusion.lin(z)[batch]
+    for i, layer in enumerate(model.layers):
+        h = layer(h, batch, dim_size=num_sets)
+        if i < len(model.layers) - 1:
+            h = torch.relu(h)
+        if i == 0 and fusion.fusion == 'film':
+            gamma, beta = fusion.lin(z).chunk(2, dim=-1)
+            h = h * (1 + gamma[batch]) + beta[batch]
+    return h
+
+
+
+@pytest.mark.parametrize('fusion', ['concat', 'film', 'add'])
+def test_equivariant_model_with_context_formula(fusion):
+    model = DeepSetsConditionalEquivariant([3, 8, 2], 4, fusion=fusion)
+    x, batch = make_batch([3, 0, 1, 5], 3, shuffle=True)
+    z = torch.randn(4, 4)
+    out = model(x, z, batch, dim_size=4)
+    assert out.shape == (9, 2)
+    assert torch.allclose(out, conditioned_reference(model, x, z, batch, 4),
+                          atol=1e-6)
+    # The output of each element depends on its set's context.
+    other = z.clone()
+    other[3] += 1.0
+    changed = model(x, other, batch, dim_size=4)
+    assert torch.allclose(changed[batch != 3], out[batch != 3], atol=1e-6)
+    assert not torch.allclose(changed[batch == 3], out[batch == 3],
+                              atol=1e-4)
+    ptr = torch.tensor([0, 3, 3, 4, 9])
+    order = torch.argsort(batch, stable=True)
+    assert torch.allclose(model(x[order], z, ptr=ptr), out[order],
+                          atol=1e-6)
+
+
+
+@given(sizes=set_sizes, fusion=st.sampled_from(['concat', 'film', 'add']),
+       seed=st.integers(0, 999))
+def test_equivariant_model_with_context_is_equivariant(sizes, fusion, seed):
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    x, batch = make_batch(sizes, 3, generator=gen)
+    z = torch.randn(len(sizes), 2, generator=gen)
+    model = DeepSetsConditionalEquivariant([3, 8, 2], 2, fusion=fusion,
+                                           aggr='max')
+    assert_permutation_equivariant(model, x, batch, dim_size=len(sizes),
+                                   set_inputs={'context': z}, generator=gen)
+
+
+
+def test_equivariant_model_with_context_errors():
+    model = DeepSetsConditionalEquivariant([3, 8, 2], 2)
+    x, batch = torch.randn(4, 3), torch.tensor([0, 0, 1, 1])
+    # A forgotten context: the set ids land in its place.
+    with pytest.raises(TypeError, match=r"looks like the set ids: the "
+                       r"context comes second, model\(x, context, batch\)"):
+        model(x, batch)
+    with pytest.raises(ValueError, match=r"takes a per-set 'context' "
+                       r"\[num_sets, 2\] as its second argument"):
+        model(x, batch=batch)
+    with pytest.raises(ValueError, match="'context' has 3 rows but the batch "
+                       "holds 2 sets"):
+        model(x, torch.randn(3, 2), batch)
+    # A context given to a model that takes none names the models that do.
+    plain = DeepSetsEquivariant([3, 2])
+    with pytest.raises(TypeError, match=r"'batch' must be an integer tensor "
+                       r".*looks like a per-set context.*model\(x, context, "
+                       r"batch\)"):
+        plain(x, torch.randn(2, 2), batch)
+    with pytest.raises(ValueError, match="takes no 'context'.*"
+                       "DeepSetsConditionalEquivariant"):
+        plain(x, batch, context=torch.randn(2, 2))
+    with pytest.raises(ValueError, match="'context_channels' must be"):
+        DeepSetsConditionalEquivariant([3, 2], 0)
+    with pytest.raises(ValueError, match="Unknown 'fusion'"):
+        DeepSetsConditionalEquivariant([3, 2], 2, fusion='mul')
+    # Leading dimensions: every slice is its own batch of sets, sharing the
+    # context rows, or with its own.
+    z = torch.randn(2, 2)
+    stacked = model(x.expand(3, 4, 3), z, batch)
+    assert stacked.shape == (3, 4, 2)
+    assert torch.allclose(stacked[2], model(x, z, batch), atol=1e-6)
+    own = torch.randn(3, 2, 2)
+    assert torch.allclose(model(x.expand(3, 4, 3), own, batch)[1],
+                          model(x, own[1], batch), atol=1e-6)
+    with pytest.raises(ValueError, match=r"leading dimensions \(3,\)"):
+        model(x.expand(3, 4, 3), torch.randn(2, 2, 2), batch)
+    plain = DeepSetsEquivariant([3, 2])
+    assert torch.equal(plain(x.expand(2, 4, 3), batch)[1], plain(x, batch))
+    assert str(model) == ("DeepSetsConditionalEquivariant([3, 8, 2], "
+                          "aggr=SumAggregation(), tied=False, "
+                          "context_channels=2, fusion='concat')")

@@ -4,39 +4,14 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.helpers import AGGRS, make_batch, ptr_of
+from tests.helpers import AGGRS, make_batch, pooled_by_hand
 from tests.strategies import set_sizes
-from torch_geometric.nn import MLP, SAGEConv
+from torch_geometric.nn import SAGEConv
 from torch_geometric.nn.aggr import (
-    MaxAggregation,
-    MeanAggregation,
     MultiAggregation,
-    SoftmaxAggregation,
-    SumAggregation,
 )
-from torch_geometric.nn.dense.linear import Linear as PygLinear
-from torch_geometric.utils import scatter
 from torch_geometric_deepsets import DeepSetsInvariant, pool
-from torch_geometric_deepsets.models.mlp import SplitMLP
-from torch_geometric_deepsets.models.phi_pool import fused_reduce
 from torch_geometric_deepsets.testing import assert_permutation_invariant
-
-
-def reference(model, x, batch, num_sets, reduce):
-    r"""Theorem 2 by hand: rho(pool_s phi(x)), set by set, in a loop."""
-    h = model.phi(x)
-    rows = []
-    for s in range(num_sets):
-        hs = h[batch == s]
-        if hs.size(0) == 0:
-            rows.append(torch.zeros(h.size(1)))
-        elif reduce == 'sum':
-            rows.append(hs.sum(0))
-        elif reduce == 'mean':
-            rows.append(hs.mean(0))
-        else:
-            rows.append(hs.max(0).values)
-    return model.rho(torch.stack(rows))
 
 
 @pytest.mark.parametrize('aggr', AGGRS)
@@ -45,7 +20,7 @@ def test_theorem2_decomposition(aggr):
     x, batch = make_batch([4, 0, 1, 6], 3, shuffle=True)
     out = model(x, batch, dim_size=4)
     assert out.shape == (4, 2)
-    assert torch.allclose(out, reference(model, x, batch, 4, aggr),
+    assert torch.allclose(out, pooled_by_hand(model, x, batch, 4, aggr),
                           atol=1e-5)
     # The empty set's output is rho(0).
     assert torch.allclose(out[1], model.rho(torch.zeros(1, 8))[0], atol=1e-6)
@@ -64,82 +39,6 @@ def test_hand_computed_sum_model(toy):
     # Set sums of (x1 + x2 + 1): 4.5, 7.0, 7.0 -> times 2 minus 1.
     assert torch.allclose(model(x, index), torch.tensor([[8.0], [13.0],
                                                          [13.0]]))
-
-
-@pytest.mark.parametrize('aggr', ['sum', 'mean'])
-@pytest.mark.parametrize('layout', ['index', 'ptr'])
-def test_fused_path_equals_unfused(aggr, layout, kernel_path):
-    model = DeepSetsInvariant([3, 32, 32, 16], [16, 8, 1], aggr=aggr,
-                              dropout=0.2)
-    assert fused_reduce(model.phi, model.aggr_module) == aggr
-    x, batch = make_batch([5, 0, 1, 30, 2], 3, dtype=torch.float64)
-    kwargs = dict(index=batch, dim_size=5) if layout == 'index' else dict(
-        ptr=ptr_of(batch, 5))
-    model = model.double().eval()
-    fused = model(x, **kwargs)
-    assert torch.allclose(fused, reference(model, x, batch, 5, aggr),
-                          atol=1e-12)
-    # Gradients agree too (the bias gets n_s, or [n_s > 0] for the mean).
-    model(x, **kwargs).sum().backward()
-    grads = [p.grad.clone() for p in model.parameters()]
-    model.zero_grad()
-    reference(model, x, batch, 5, aggr).sum().backward()
-    for a, p in zip(grads, model.parameters()):
-        assert torch.allclose(a, p.grad, atol=1e-10)
-
-
-def test_pooling_moves_in_front_of_an_affine_last_layer_only():
-    lin = torch.nn.Linear(8, 4)
-    assert fused_reduce(SplitMLP([3, 8, 4]), SumAggregation()) == 'sum'
-    assert fused_reduce(SplitMLP([3, 4]), MeanAggregation()) == 'mean'
-    assert fused_reduce(SplitMLP([3, 4]), MaxAggregation()) is None
-    assert fused_reduce(SplitMLP([3, 4]), SoftmaxAggregation()) is None
-    # The usual shape of mask-based code moved over.
-    seq = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), lin)
-    assert fused_reduce(seq, SumAggregation()) == 'sum'
-    seq = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(),
-                              PygLinear(8, 4))
-    assert fused_reduce(seq, SumAggregation()) == 'sum'
-    # Not when something follows the last linear layer (e.g. dropout, whose
-    # rewrite would not be exact in training), for a subclass whose forward
-    # may do more, for a PyG MLP instance (used whole), or a lazy layer.
-    seq = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Dropout(0.5))
-    assert fused_reduce(seq, SumAggregation()) is None
-
-    class Scaled(torch.nn.Linear):
-        def forward(self, x):
-            return 2 * super().forward(x)
-
-    assert fused_reduce(torch.nn.Sequential(Scaled(3, 4)),
-                        SumAggregation()) is None
-    assert fused_reduce(MLP([3, 8, 4]), SumAggregation()) is None
-    assert fused_reduce(torch.nn.Sequential(PygLinear(-1, 4)),
-                        SumAggregation()) is None
-
-
-@pytest.mark.parametrize('aggr', ['sum', 'mean'])
-def test_user_sequential_phi_is_fused_exactly(aggr):
-    phi = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.ReLU(),
-                              torch.nn.Linear(16, 8)).double()
-    model = DeepSetsInvariant(phi, [8, 2], aggr=aggr).double()
-    x, batch = make_batch([4, 0, 7, 1], 3, dtype=torch.float64)
-    out = model(x, batch, dim_size=4)
-    assert torch.allclose(out, reference(model, x, batch, 4, aggr),
-                          atol=1e-12)
-
-
-def test_dropout_after_the_last_layer_keeps_the_unfused_path():
-    # With dropout behind phi's last layer the rewrite would not be exact
-    # while training: the model must pool phi's full output.
-    phi = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(),
-                              torch.nn.Linear(8, 8), torch.nn.Dropout(0.5))
-    model = DeepSetsInvariant(phi, [8, 2]).train()
-    x, batch = make_batch([4, 5], 3)
-    torch.manual_seed(1)
-    out = model(x, batch)
-    torch.manual_seed(1)
-    expected = model.rho(scatter(phi(x), batch, 0, 2, 'sum'))
-    assert torch.equal(out, expected)
 
 
 @given(sizes=set_sizes, aggr=st.sampled_from(AGGRS), seed=st.integers(0, 999))
@@ -175,30 +74,6 @@ def test_single_set_and_empty_input():
     empty = model(x[:0])
     assert empty.shape == (1, 2)
     assert torch.allclose(empty, model.rho(torch.zeros(1, 8)))
-
-
-def test_graph_norm_gets_batch_of_its_own_rows():
-    # phi's normalisation sees the set of every element (it normalises
-    # within each set); rho runs on the set-level rows alone.
-    model = DeepSetsInvariant([3, 16, 8], [8, 16, 2], norm='graph_norm')
-    x, batch = make_batch([4, 3, 5], 3, shuffle=True)
-    out = model(x, batch)
-    h = torch.cat([model.phi(x[batch == s]) for s in range(3)])
-    order = torch.cat([(batch == s).nonzero().view(-1) for s in range(3)])
-    pooled = scatter(h, batch[order], 0, 3, 'sum')
-    assert torch.allclose(out, model.rho(pooled), atol=1e-5)
-
-
-def test_channel_lists_build_mlps_without_norm():
-    model = DeepSetsInvariant([3, 8, 8], [8, 2])
-    assert all(isinstance(n, torch.nn.Identity)
-               for n in model.phi.body.norms)
-    assert all(isinstance(n, torch.nn.Identity) for n in model.rho.norms)
-    # In training mode a set's output still ignores the rest of the batch.
-    model.train()
-    x, batch = make_batch([3, 4], 3)
-    assert torch.allclose(model(x, batch)[:1], model(x[batch == 0]),
-                          atol=1e-6)
 
 
 def test_as_aggr_in_sage_conv():

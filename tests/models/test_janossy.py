@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import AGGRS, DTYPE_TOL, NoSync, make_batch, rel_err
+from tests.helpers import AGGRS, NoSync, make_batch
 from tests.strategies import set_sizes
 from torch_geometric.nn import SAGEConv
 from torch_geometric_deepsets import (
@@ -16,13 +16,13 @@ from torch_geometric_deepsets import (
     JanossyPooling,
 )
 from torch_geometric_deepsets.models.tuples import (
-    enumerate_tuples,
-    gather_tuples,
     num_tuples,
 )
 from torch_geometric_deepsets.testing import (
+    RELATIVE_TOLERANCES,
     assert_permutation_invariant,
     permutation_error,
+    relative_error,
 )
 
 
@@ -72,52 +72,6 @@ def test_hand_computed_pairs(toy):
     assert torch.equal(model(x, ptr=ptr), expected)
     summed = JanossyPooling(AbsDiff(), torch.nn.Identity(), k=2, aggr='sum')
     assert torch.equal(summed(x, index), torch.tensor([[4.0], [12.0], [5.0]]))
-
-
-def tuple_rows(index, k, tuples):
-    r"""The rows (1-based, 0 for an empty slot) that the tuples of every set
-    hold: the features of row i are i + 1, so the lexicographic order is
-    the order of the rows."""
-    x = torch.arange(1, index.numel() + 1, dtype=torch.float).view(-1, 1)
-    num_sets = int(index.max()) + 2  # and a trailing empty set
-    tuple_set, count, slots = enumerate_tuples(index, num_sets, k,
-                                               tuples=tuples)
-    assert slots.shape == (int(count.sum()), k)
-    rows = gather_tuples(x, index, slots, 0, tuples).long()
-    assert count[-1] == 0
-    return {s: sorted(map(tuple, rows[tuple_set == s].tolist()))
-            for s in range(num_sets - 1)}
-
-
-def test_enumerated_tuples():
-    index = torch.tensor([2, 0, 2, 1, 2, 0, 2])  # sizes 2, 1, 4; unsorted
-    rows = tuple_rows(index, 3, 'permutations')
-    # Set 2 (rows 0, 2, 4, 6): all 24 ordered triples of distinct rows.
-    assert rows[2] == sorted(itertools.permutations([1, 3, 5, 7], 3))
-    # Set 0 (rows 1, 5): both orders, third slot empty; set 1: one row.
-    assert rows[0] == [(2, 6, 0), (6, 2, 0)]
-    assert rows[1] == [(4, 0, 0)]
-
-
-def test_enumerated_combinations():
-    index = torch.tensor([2, 0, 2, 1, 2, 0, 2])
-    rows = tuple_rows(index, 3, 'combinations')
-    # Every subset once, in order; a smaller set once, then empty slots.
-    assert rows[2] == list(itertools.combinations([1, 3, 5, 7], 3))
-    assert rows[0] == [(2, 6, 0)]
-    assert rows[1] == [(4, 0, 0)]
-    # Sets of many sizes at once: every subset of every set, no other.
-    sizes = [9, 0, 4, 1, 6, 3]
-    index = torch.repeat_interleave(torch.arange(6), torch.tensor(sizes))
-    index = index[torch.randperm(index.numel())]
-    for k in (1, 2, 4, 5):
-        rows = tuple_rows(index, k, 'combinations')
-        for s, n in enumerate(sizes):
-            members = (torch.nonzero(index == s).view(-1) + 1).tolist()
-            expected = list(itertools.combinations(members, min(n, k)))
-            if n == 0:
-                expected = []
-            assert rows[s] == [r + (0, ) * (k - n) for r in expected]
 
 
 @pytest.mark.parametrize('k', [1, 2, 3])
@@ -270,6 +224,7 @@ def test_as_aggr_of_sage_conv():
     assert torch.allclose(messages[4], aggr.rho(torch.zeros(1, 8))[0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('tuples', ['permutations', 'combinations'])
 def test_torch_compile(tuples):
     model = JanossyPooling([3, 8], [8, 2], k=2, tuples=tuples)
@@ -494,6 +449,25 @@ def test_combinations_exactly_invariant(sizes, k, aggr, levels, seed):
     assert torch.allclose(model(x[order], ptr=ptr), out, atol=1e-6)
 
 
+def test_combinations_example_with_two_equal_rows():
+    # An example the property test found: sets of 1 and 4 rows, two of
+    # them equal, k=3, summed. Bitwise equal under any order of the rows
+    # within their sets; reordering the sets moves their tuples to other
+    # rows of phi's products, whose CPU rounding depends on the row.
+    gen = torch.Generator().manual_seed(1)
+    torch.manual_seed(1)
+    x, batch = make_batch([1, 4], 2, generator=gen)
+    x = torch.randint(0, 3, x.shape, generator=gen).float() / 2
+    model = JanossyPooling([2, 8, 4], [4, 2], k=3, aggr='sum',
+                           tuples='combinations')
+    out = model(x, batch, dim_size=2)
+    for _ in range(8):
+        perm = shuffled_within_sets(batch, gen)
+        assert torch.equal(model(x[perm], batch[perm], dim_size=2), out)
+    assert permutation_error(model, x, batch, dim_size=2, num_trials=4,
+                             generator=gen) < 1e-6
+
+
 def test_ties_do_not_break_invariance():
     # Equal rows, and rows tied on the first feature: all 5! orders of the
     # set give the same bits with a phi that reads the order of its slots.
@@ -600,7 +574,7 @@ def test_combinations_dtypes(dtype):
         ref = model(x, batch, dim_size=4)
         out = model.to(dtype)(x.to(dtype), batch, dim_size=4)
     assert out.dtype == dtype
-    assert rel_err(out, ref) <= DTYPE_TOL[dtype]
+    assert relative_error(out, ref) <= RELATIVE_TOLERANCES[dtype]
 
 
 # pi-SGD ####################################################################
@@ -751,6 +725,7 @@ def test_pisgd_gradcheck(k):
     assert torch.autograd.gradcheck(f, (x, ), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_pisgd_torch_compile():
     x, batch = make_batch([2, 0, 5, 1], 3, shuffle=True)
     model = JanossyPiSGD([3, 8], [8, 2], k=2).eval()
@@ -837,4 +812,4 @@ def test_dtypes_match_float32(dtype):
         ref = model(x, batch, dim_size=4)
         out = other.to(dtype)(x.to(dtype), batch, dim_size=4)
     assert out.dtype == dtype
-    assert rel_err(out, ref) <= DTYPE_TOL[dtype]
+    assert relative_error(out, ref) <= RELATIVE_TOLERANCES[dtype]

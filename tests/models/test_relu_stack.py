@@ -1,16 +1,31 @@
 r"""The ReLU stack that runs PyG MLPs of phi without PyG's module calls:
 the same function and gradients as the MLP itself (double backward
 included), and the MLP's own call wherever the shortcut would differ."""
+import collections
+
 import pytest
 import torch
 
-from tests.helpers import Count
+from tests.helpers import (
+    GLOBAL_HOOKS,
+    HOOKS,
+    Count,
+    add_hook,
+    make_batch,
+    replace_forward,
+    training_step,
+)
 from torch_geometric.nn import MLP
+from torch_geometric.nn.dense.linear import Linear as PygLinear
+from torch_geometric.utils import scatter
 from torch_geometric_deepsets import DeepSetsInvariant
+from torch_geometric_deepsets.models.mlp import SplitMLP
 from torch_geometric_deepsets.models.relu_stack import (
     relu_stack,
     relu_stack_applies,
 )
+from torch_geometric_deepsets.models.widths import out_channels_of
+from torch_geometric_deepsets.testing import TOLERANCES
 
 CASES = [
     # channels, plain_last, bias: a narrow first layer takes its bias as an
@@ -215,3 +230,216 @@ def test_no_element_level_product_fills_a_bias_on_the_cpu():
     assert any(name == 'aten.mm' for name, _ in over_rows)
     assert not [call for call in over_rows if call[0] == 'aten.addmm']
     assert not [call for call in over_rows if call[0] == 'aten.sum']
+
+
+# One setting on one layer ####################################################
+# The stack's fallback condition reads settings of every layer of the MLP
+# (dropout and normalisation per layer, every module's hooks and forward,
+# every Linear's class and initialisation, every bias). Each case below puts
+# ONE setting on ONE layer or module of a three-layer MLP and compares a
+# training step (the output under a fixed seed, so that dropout masks match;
+# every gradient; the running statistics; every hook and forward call) with
+# the same network called as PyG's MLP, in training and in eval mode.
+
+WIDTH = 16
+BODY = [3, WIDTH, WIDTH, WIDTH]  # three Linear layers
+SIZES = [3, 5, 4]
+
+
+class _Doubled(PygLinear):
+    def forward(self, x):
+        return 2.0 * super().forward(x)
+
+
+def _module(mlp, where, i):
+    if where == 'lin':
+        return mlp.lins[i]
+    if where == 'norm':
+        return mlp.norms[i]
+    return mlp.act if where == 'act' else mlp
+
+
+def _dropout(mlp, where, i, calls):
+    mlp.dropout[i] = 0.5
+
+
+def _layer_norm(mlp, where, i, calls):
+    mlp.norms[i] = torch.nn.LayerNorm(WIDTH)
+
+
+def _batch_norm(mlp, where, i, calls):
+    norm = torch.nn.BatchNorm1d(WIDTH)
+    with torch.no_grad():  # eval mode then differs from the identity
+        norm.running_mean.uniform_(-1.0, 1.0)
+        norm.running_var.uniform_(0.5, 2.0)
+    mlp.norms[i] = norm
+
+
+def _lazy(mlp, where, i, calls):
+    mlp.lins[i] = PygLinear(-1, mlp.lins[i].out_channels)
+
+
+def _subclass(mlp, where, i, calls):
+    lin = mlp.lins[i]
+    mlp.lins[i] = _Doubled(lin.in_channels, lin.out_channels)
+
+
+def _no_bias(mlp, where, i, calls):
+    lin = mlp.lins[i]
+    mlp.lins[i] = PygLinear(lin.in_channels, lin.out_channels, bias=False)
+
+
+def _hook(kind):
+    def configure(mlp, where, i, calls):
+        add_hook(_module(mlp, where, i), kind, calls)
+    return configure
+
+
+def _replaced_forward(mlp, where, i, calls):
+    replace_forward(_module(mlp, where, i), calls)
+
+
+def _per_layer_cases():
+    cases = []
+    for plain_last in (False, True):
+        last = 'plain_last' if plain_last else 'act_last'
+        layers = range(len(BODY) - 1)
+        norms = range(len(BODY) - 1 - plain_last)
+        settings = [('dropout', _dropout, 'lin', layers),
+                    ('layer_norm', _layer_norm, 'norm', norms),
+                    ('batch_norm', _batch_norm, 'norm', norms),
+                    ('lazy', _lazy, 'lin', layers),
+                    ('subclass', _subclass, 'lin', layers),
+                    ('no_bias', _no_bias, 'lin', layers)]
+        modules = [('lin', layers), ('norm', norms), ('act', [None]),
+                   ('mlp', [None])]
+        for kind in HOOKS:
+            settings += [(f'{kind}_hook', _hook(kind), where, positions)
+                         for where, positions in modules]
+        settings += [('forward_replaced', _replaced_forward, where, positions)
+                     for where, positions in modules]
+        for name, configure, where, positions in settings:
+            for i in positions:
+                at = where if i is None else f'{where}{i}'
+                # Hooks and replaced forwards must be called.
+                called = name.endswith(('_hook', '_replaced'))
+                cases.append(pytest.param(plain_last, configure, where, i,
+                                          called, id=f'{last}-{name}-{at}'))
+    return cases
+
+
+#: How the model reaches the MLP, with the pooling that takes that path:
+#: phi is the MLP (run()); phi is a SplitMLP around it, called whole
+#: (SplitMLP.hidden, under max pooling) or in front of pooling before its
+#: last layer (sum).
+ROUTES = {'mlp': 'sum', 'hidden': 'max', 'pooled': 'sum'}
+
+
+def _build(route, plain_last, configure, where, i):
+    torch.manual_seed(0)
+    mlp = MLP(BODY, norm=None, plain_last=plain_last)
+    calls = collections.Counter()
+    configure(mlp, where, i, calls)
+    if route == 'mlp':
+        phi, plain = mlp, mlp
+    else:
+        phi = SplitMLP(BODY + [8])
+        phi.body = mlp
+
+        def plain(x):
+            return phi.lin(mlp(x))
+
+    width = out_channels_of(phi)
+    model = DeepSetsInvariant(phi, [width, 4, 1], aggr=ROUTES[route])
+    return model.double(), plain, calls
+
+
+def _compare_with_the_plain_mlp(route, plain_last, configure, where, i,
+                                mode):
+    aggr, train = ROUTES[route], mode == 'train'
+    torch.manual_seed(1)
+    x, batch = make_batch(SIZES, BODY[0], dtype=torch.float64, shuffle=True)
+    model, _, calls = _build(route, plain_last, configure, where, i)
+    got = training_step(model, lambda x, b: model(x, b, dim_size=len(SIZES)),
+                        x, batch, train)
+    reference, plain, plain_calls = _build(route, plain_last, configure,
+                                           where, i)
+    expected = training_step(reference, lambda x, b: reference.rho(scatter(
+        plain(x), b, 0, len(SIZES), reduce=aggr)), x, batch, train)
+    atol, rtol = TOLERANCES[torch.float64]
+    torch.testing.assert_close(got, expected, atol=atol, rtol=rtol)
+    assert calls == plain_calls
+    return calls
+
+
+@pytest.mark.parametrize('mode', ['train', 'eval'])
+@pytest.mark.parametrize('route', list(ROUTES))
+@pytest.mark.parametrize('plain_last,configure,where,i,called',
+                         _per_layer_cases())
+def test_one_setting_on_one_layer_trains_as_the_mlp(plain_last, configure,
+                                                    where, i, called, route,
+                                                    mode):
+    calls = _compare_with_the_plain_mlp(route, plain_last, configure, where,
+                                        i, mode)
+    # The hook or forward ran, as often in both calls.
+    assert bool(calls) == called
+
+
+def _nothing(mlp, where, i, calls):
+    pass
+
+
+@pytest.mark.parametrize('mode', ['train', 'eval'])
+@pytest.mark.parametrize('route', list(ROUTES))
+@pytest.mark.parametrize('plain_last', [False, True])
+@pytest.mark.parametrize('configure', [_nothing, _no_bias, _dropout])
+def test_the_cases_compare_the_stack_with_the_mlp(configure, plain_last,
+                                                 route, mode):
+    # Guards the cases above: where nothing that the stack cannot do is
+    # set (no setting, a layer without bias, dropout in eval mode), the
+    # model takes the stack, so they compare it with PyG's MLP.
+    model, _, _ = _build(route, plain_last, configure, 'lin', 1)
+    model.train(mode == 'train')
+    mlp = model.phi if route == 'mlp' else model.phi.body
+    expected = configure is not _dropout or mode == 'eval'
+    assert relu_stack_applies(mlp) == expected
+    _compare_with_the_plain_mlp(route, plain_last, configure, 'lin', 1, mode)
+
+
+@pytest.mark.parametrize('route', list(ROUTES))
+@pytest.mark.parametrize('kind', list(GLOBAL_HOOKS))
+def test_global_hooks_see_every_layer_called(kind, route):
+    # A hook on every module (profilers, debuggers) sees each layer of the
+    # MLP as often as when the MLP runs itself.
+    seen = {}
+
+    def hook(module, *args):
+        name = seen['names'].get(id(module))
+        if name is not None:
+            seen['calls'].update([name])
+
+    def counted(build):
+        model, plain, calls = build
+        mlp = model.phi if route == 'mlp' else model.phi.body
+        seen['names'] = {id(m): name for name, m in mlp.named_modules()}
+        seen['calls'] = calls
+        return model, plain, calls
+
+    aggr = ROUTES[route]
+    torch.manual_seed(1)
+    x, batch = make_batch(SIZES, BODY[0], dtype=torch.float64, shuffle=True)
+    handle = getattr(torch.nn.modules.module, GLOBAL_HOOKS[kind])(hook)
+    try:
+        model, _, calls = counted(_build(route, False, _nothing, None, None))
+        got = training_step(
+            model, lambda x, b: model(x, b, dim_size=len(SIZES)), x, batch)
+        reference, plain, plain_calls = counted(
+            _build(route, False, _nothing, None, None))
+        expected = training_step(reference, lambda x, b: reference.rho(
+            scatter(plain(x), b, 0, len(SIZES), reduce=aggr)), x, batch)
+    finally:
+        handle.remove()
+    atol, rtol = TOLERANCES[torch.float64]
+    torch.testing.assert_close(got, expected, atol=atol, rtol=rtol)
+    assert calls == plain_calls
+    assert {'lins.0', 'lins.2', 'act', 'norms.1'} <= set(calls)

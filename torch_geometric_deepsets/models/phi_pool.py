@@ -16,6 +16,7 @@ from torch_geometric_deepsets._kernels import pool_affine
 from torch_geometric_deepsets._kernels.weighted import pool_affine_weighted
 from torch_geometric_deepsets.grouping import element_weights
 from torch_geometric_deepsets.models.mlp import SplitMLP, run
+from torch_geometric_deepsets.models.relu_stack import global_hooks, hooked
 from torch_geometric_deepsets.models.widths import AFFINE
 from torch_geometric_deepsets.pool import apply_aggr
 
@@ -23,16 +24,24 @@ from torch_geometric_deepsets.pool import apply_aggr
 def affine_last(phi: torch.nn.Module) -> Optional[torch.nn.Module]:
     r"""The last layer of :obj:`phi` when it is affine and pooling may move
     in front of it: the :obj:`lin` of a :class:`SplitMLP` (a channel list),
-    or the last module of a :class:`torch.nn.Sequential` that is exactly a
+    or the last module of a :class:`torch.nn.Sequential`, where :obj:`phi`'s
+    own :meth:`forward` is its class's, and the layer is exactly a
     :class:`torch.nn.Linear` or PyG :class:`Linear` (not a subclass, whose
-    :meth:`forward` may do more), with initialised parameters."""
-    if isinstance(phi, SplitMLP):
+    :meth:`forward` may do more) with initialised parameters. Calling
+    :obj:`phi` must do nothing more than its layers: no hooks on it or on
+    the layer, no :meth:`forward` replaced on either, no global hooks
+    (``tests/models/test_phi_pool.py``); otherwise :obj:`phi` runs as a
+    module and its output is pooled."""
+    if type(phi).forward is SplitMLP.forward and isinstance(phi, SplitMLP):
         lin = phi.lin
-    elif isinstance(phi, torch.nn.Sequential) and len(phi) > 0:
+    elif isinstance(phi, torch.nn.Sequential) and len(phi) > 0 and \
+            type(phi).forward is torch.nn.Sequential.forward:
         lin = phi[-1]
     else:
         return None
     if type(lin) not in AFFINE:
+        return None
+    if hooked(phi) or hooked(lin) or global_hooks():
         return None
     if isinstance(lin.weight, torch.nn.parameter.UninitializedParameter):
         return None  # lazy: the first call through lin initialises it

@@ -9,7 +9,7 @@ from torch_geometric.nn import MLP
 from torch_geometric.nn.dense.linear import Linear as PygLinear
 
 
-def _hooked(module: torch.nn.Module) -> bool:
+def hooked(module: torch.nn.Module) -> bool:
     r"""Whether calling :obj:`module` does more than its class's
     :meth:`forward`: hooks, or a :meth:`forward` replaced on the instance
     (as offloading and adapter tools do)."""
@@ -18,7 +18,7 @@ def _hooked(module: torch.nn.Module) -> bool:
                 or 'forward' in vars(module))
 
 
-def _global_hooks() -> bool:
+def global_hooks() -> bool:
     hooks = torch.nn.modules.module
     return any(getattr(hooks, name, None) for name in (
         '_global_forward_hooks', '_global_forward_pre_hooks',
@@ -42,9 +42,9 @@ def relu_stack_applies(mlp: torch.nn.Module) -> bool:
         if type(lin) is not PygLinear or isinstance(
                 lin.weight, torch.nn.parameter.UninitializedParameter):
             return False
-    if any(_hooked(module) for module in mlp.modules()):
+    if any(hooked(module) for module in mlp.modules()):
         return False
-    return not _global_hooks()
+    return not global_hooks()
 
 
 def relu_stack(mlp: MLP, x: Tensor) -> Tensor:

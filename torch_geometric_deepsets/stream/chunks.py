@@ -101,15 +101,18 @@ def read_chunks(chunks: Iterable[Chunk], distributed: bool = False
                                     Optional[Tensor]]]:
     r"""Every chunk of :obj:`chunks` as :obj:`(x, batch, weight)`
     (:func:`split_chunk`), with the set ids made global where a chunk's are
-    local: a PyG :class:`~torch_geometric.data.Batch` (from a
-    :class:`~torch_geometric.loader.DataLoader`) numbers its graphs from 0,
-    so its sets are numbered after those of the :class:`Batch` chunks
-    before it (each holds whole sets). Across processes a process cannot
-    know the others' counts: there :class:`Batch` chunks are refused."""
+    local: a PyG :class:`~torch_geometric.data.Batch` collated from graphs
+    (as a :class:`~torch_geometric.loader.DataLoader` gives it; it has
+    :obj:`ptr`) numbers its graphs from 0, so its sets are numbered after
+    those of the collated chunks before it (each holds whole sets); a
+    :class:`Batch` built with global ids and no :obj:`ptr` keeps them.
+    Across processes a process cannot know the others' counts: there
+    collated chunks are refused."""
     offset = 0
     for chunk in chunks:
         x, batch, weight = split_chunk(chunk)
-        if isinstance(chunk, Batch):
+        if isinstance(chunk, Batch) and getattr(chunk, 'ptr', None) \
+                is not None:
             if distributed:
                 raise ValueError(
                     "a chunk is a PyG Batch, whose set ids count its own "

@@ -142,9 +142,10 @@ def stream_encode(model: DeepSetsInvariant, chunks: Iterable[Chunk],
             copies of it), or objects with :obj:`x` and :obj:`batch` (and
             :obj:`weight`, if they have one). Set ids are global, the same
             set in every chunk; a PyG :class:`~torch_geometric.data.Batch`
-            (from a :class:`~torch_geometric.loader.DataLoader`) numbers its
-            graphs from 0, so its sets are numbered after those of the
-            :class:`Batch` chunks before it (not with
+            collated from graphs (from a
+            :class:`~torch_geometric.loader.DataLoader`; it has :obj:`ptr`)
+            numbers its graphs from 0, so its sets are numbered after those
+            of the collated chunks before it (not with
             :obj:`distributed=True`, where chunks give global ids).
         dim_size (int, optional): The number of sets :math:`B`.
             (default: :obj:`None`: one more than the largest set id)

@@ -3,11 +3,13 @@ symmetry for users' own models, and tiny offline stand-ins of PyG's
 point-cloud datasets (as PyG's own :class:`~torch_geometric.datasets.
 FakeDataset`)."""
 from torch_geometric_deepsets.testing.asserts import (
+    RELATIVE_TOLERANCES,
     TOLERANCES,
     assert_permutation_equivariant,
     assert_permutation_invariant,
     permutation_error,
     random_set_permutation,
+    relative_error,
 )
 from torch_geometric_deepsets.testing.point_clouds import (
     write_geometric_shapes,
@@ -21,6 +23,8 @@ __all__ = [
     'permutation_error',
     'random_set_permutation',
     'TOLERANCES',
+    'relative_error',
+    'RELATIVE_TOLERANCES',
     'write_modelnet',
     'write_shapenet',
     'write_geometric_shapes',
